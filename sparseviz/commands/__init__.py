@@ -1,0 +1,1 @@
+"""One module per `sparseviz` subcommand, each exposing ``register(subparsers)``."""
