@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 
 from ..images import load_image, to_tensor
-from ..models import DEFAULT_MODEL, MODELS, load_model
+from ..models import DEFAULT_MODEL, load_model
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("predict", help="classify an image (top-k)")
     parser.add_argument("image", help="an image file (PNG, JPEG, WebP, BMP, GIF, TIFF)")
-    parser.add_argument("--model", default=DEFAULT_MODEL, choices=list(MODELS), metavar="NAME")
+    parser.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME")
     parser.add_argument("--top", type=int, default=5, help="how many classes to show (default 5)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.set_defaults(handler=run)
