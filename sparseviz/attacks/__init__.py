@@ -11,6 +11,7 @@ from typing import Callable
 
 from .base import AttackProgress, AttackResult, finalize, is_adversarial, margin, quantize
 from .dense import PGDConfig, fgsm, pgd
+from .sparse import SparseConfig, sparse_attack
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,10 @@ class AttackSpec:
 
 
 ATTACKS: dict[str, AttackSpec] = {
+    "sparse": AttackSpec(
+        "sparse", sparse_attack, SparseConfig, "sparse",
+        "sparseviz: sigmoid pixel mask + continuous colours, sparsity-weighted loss, then pruning",
+    ),
     "pgd": AttackSpec("pgd", pgd, PGDConfig, "dense", "PGD, l-inf 4/255, 10 steps (Madry et al.)"),
     "fgsm": AttackSpec("fgsm", fgsm, PGDConfig, "dense", "FGSM, one l-inf step of 4/255 (Goodfellow et al.)"),
 }
@@ -33,10 +38,12 @@ __all__ = [
     "AttackResult",
     "AttackSpec",
     "PGDConfig",
+    "SparseConfig",
     "finalize",
     "fgsm",
     "is_adversarial",
     "margin",
     "pgd",
     "quantize",
+    "sparse_attack",
 ]
