@@ -11,7 +11,11 @@ from typing import Callable
 
 from .base import AttackProgress, AttackResult, finalize, is_adversarial, margin, quantize
 from .dense import PGDConfig, fgsm, pgd
+from .greedy import GreedyConfig, greedy
+from .pgd0 import PGD0Config, pgd0
 from .sparse import SparseConfig, sparse_attack
+from .sparse_rs import SparseRSConfig, sparse_rs
+from .sparsefool import SparseFoolConfig, sparsefool
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,22 @@ ATTACKS: dict[str, AttackSpec] = {
         "sparse", sparse_attack, SparseConfig, "sparse",
         "sparseviz: sigmoid pixel mask + continuous colours, sparsity-weighted loss, then pruning",
     ),
+    "sparsefool": AttackSpec(
+        "sparsefool", sparsefool, SparseFoolConfig, "sparse",
+        "SparseFool: DeepFool boundary normals + greedy linear solver, top-10 classes (Modas et al.)",
+    ),
+    "pgd0": AttackSpec(
+        "pgd0", pgd0, PGD0Config, "sparse",
+        "PGD-l0: l1-normalised gradient steps projected onto k pixels, k searched (Croce & Hein)",
+    ),
+    "sparse_rs": AttackSpec(
+        "sparse_rs", sparse_rs, SparseRSConfig, "sparse",
+        "Sparse-RS: black-box random search over k corner-coloured pixels, k searched (Croce et al.)",
+    ),
+    "greedy": AttackSpec(
+        "greedy", greedy, GreedyConfig, "sparse",
+        "Greedy: 5 best first-order pixels per gradient to colour corners, then pruning (calibration baseline)",
+    ),
     "pgd": AttackSpec("pgd", pgd, PGDConfig, "dense", "PGD, l-inf 4/255, 10 steps (Madry et al.)"),
     "fgsm": AttackSpec("fgsm", fgsm, PGDConfig, "dense", "FGSM, one l-inf step of 4/255 (Goodfellow et al.)"),
 }
@@ -37,13 +57,21 @@ __all__ = [
     "AttackProgress",
     "AttackResult",
     "AttackSpec",
+    "GreedyConfig",
+    "PGD0Config",
     "PGDConfig",
     "SparseConfig",
+    "SparseFoolConfig",
+    "SparseRSConfig",
     "finalize",
     "fgsm",
+    "greedy",
     "is_adversarial",
     "margin",
     "pgd",
+    "pgd0",
     "quantize",
     "sparse_attack",
+    "sparse_rs",
+    "sparsefool",
 ]

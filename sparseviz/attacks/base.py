@@ -47,6 +47,15 @@ def check_labels(model: ImageClassifier, labels: torch.Tensor, count: int, what:
     return labels
 
 
+def check_targets(model: ImageClassifier, labels: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Targets must be valid classes other than each image's true class."""
+    targets = check_labels(model, targets, labels.numel(), "targets")
+    if (targets == labels).any():
+        index = int((targets == labels).nonzero()[0])
+        raise ValueError(f"target class {int(targets[index])} of image {index} is its true class; pick another class.")
+    return targets
+
+
 def is_adversarial(logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
     """The success criterion, ``bool[N]``: untargeted = not the true class, targeted = the target."""
     predicted = logits.argmax(dim=1)

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from ..models import ImageClassifier
-from .base import AttackResult, ProgressCallback, StopCheck, check_images, check_labels, finalize, margin
+from .base import AttackResult, ProgressCallback, StopCheck, check_images, check_labels, check_targets, finalize, margin
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def pgd(
     config = config or PGDConfig()
     check_images(images)
     labels = check_labels(model, labels, images.shape[0])
-    targets = None if targets is None else check_labels(model, targets, images.shape[0], "targets")
+    targets = None if targets is None else check_targets(model, labels, targets)
     start = time.perf_counter()
     images = images.to(model.device)
     labels, targets = labels.to(model.device), None if targets is None else targets.to(model.device)

@@ -40,6 +40,7 @@ from .base import (
     StopCheck,
     check_images,
     check_labels,
+    check_targets,
     finalize,
     is_adversarial,
     margin,
@@ -62,6 +63,7 @@ class SparseConfig:
     lambda_down: float = 0.7  # per-step factor on lambda while it does not
     momentum: float = 0.5  # Adam's beta1: low, so the gates react within a few steps to lambda
     patience: int = 20  # stop an image once its best pixel count has not improved for this many steps
+    relaxed_view: bool = True  # also descend on the soft-gated image (smoother search, 2 images per step)
     prune: bool = True  # drop pixels the final solution does not need
     refine_steps: int = 10  # Adam steps on the kept pixels' colours before a second prune
     max_seconds: float | None = None  # time budget for the whole call; stops and returns what it has
@@ -92,13 +94,15 @@ def _check_range(name: str, value: float, low: float, high: float) -> None:
 
 def _first_order_start(
     model: ImageClassifier, images: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Initial colours (channel corners along the descent direction) and per-pixel payoff."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Initial colours (channel corners along the descent direction), per-pixel payoff,
+    and which images are already adversarial (from the same forward pass)."""
     probe = images.clone().requires_grad_(True)
-    (gradient,) = torch.autograd.grad(margin(model(probe), labels, targets).sum(), probe)
+    logits = model(probe)
+    (gradient,) = torch.autograd.grad(margin(logits, labels, targets).sum(), probe)
     corners = (gradient < 0).float()  # lowering the margin: push each channel to the matching end
     payoff = -(gradient * (corners - images)).sum(dim=1, keepdim=True)  # first-order margin drop
-    return corners, payoff
+    return corners, payoff, is_adversarial(logits.detach(), labels, targets)
 
 
 def _to_logit(p: torch.Tensor, eps: float = 0.02) -> torch.Tensor:
@@ -142,7 +146,7 @@ def sparse_attack(
     check_images(images)
     count = images.shape[0]
     labels = check_labels(model, labels, count)
-    targets = None if targets is None else check_labels(model, targets, count, "targets")
+    targets = None if targets is None else check_targets(model, labels, targets)
     budget = _Budget(config.max_seconds, should_stop)
     device = model.device
     images = quantize(images.detach()).to(device)
@@ -150,11 +154,7 @@ def sparse_attack(
     targets = None if targets is None else targets.to(device)
     calls = torch.zeros(count, dtype=torch.long, device=device)
 
-    with torch.no_grad():
-        already = is_adversarial(model(images), labels, targets)
-    calls += 1
-
-    corners, payoff = _first_order_start(model, images, labels, targets)
+    corners, payoff, already = _first_order_start(model, images, labels, targets)
     calls += 1
     best_masks, values, calls = _optimize(
         model, images, labels, targets, corners, payoff, config, budget, progress, calls, already
@@ -240,23 +240,25 @@ def _optimize(
         gate_logits = gates[active]
         soft = torch.sigmoid(gate_logits / temperature)
         colours = torch.sigmoid(colour_logits[active])
-        # Two views of the same parameters in one batch. The relaxed image (soft gates)
-        # gives every pixel a smooth say; the binary one is exactly the 8-bit image we
-        # would return (straight-through gradients), so "fooled" is never an artefact
-        # of the faint dense perturbation that leaks through nearly-closed soft gates.
+        # The binary image is exactly the 8-bit image we would return (straight-through
+        # gradients), so "fooled" is never an artefact of the faint dense perturbation
+        # that leaks through nearly-closed soft gates. The relaxed image (soft gates),
+        # when enabled, rides in the same batch and gives every pixel a smooth say.
         binary = (gate_logits > 0).float()
         hard_colours = quantize(colours.detach())
         straight_gate = binary + soft - soft.detach()
         straight_colours = colours + (hard_colours - colours.detach())
-        relaxed = x + soft * (colours - x)
         hard = x + straight_gate * (straight_colours - x)
-        logits_both = model(torch.cat([relaxed, hard]))
-        calls[active] += 2
-        n = active.numel()
         sub_labels = labels[active]
         sub_targets = None if targets is None else targets[active]
-        relaxed_margin = margin(logits_both[:n], sub_labels, sub_targets)
-        logits = logits_both[n:]
+        if config.relaxed_view:
+            relaxed = x + soft * (colours - x)
+            both = model(torch.cat([hard, relaxed]))
+            logits, relaxed_margin = both[: x.shape[0]], margin(both[x.shape[0] :], sub_labels, sub_targets)
+            calls[active] += 2
+        else:
+            logits, relaxed_margin = model(hard), None
+            calls[active] += 1
         margins = margin(logits, sub_labels, sub_targets)
         with torch.no_grad():
             fooled = is_adversarial(logits, sub_labels, sub_targets) & (margins < -_MARGIN_SLACK)
@@ -271,7 +273,9 @@ def _optimize(
             done[active] = found & (since_best[active] >= patience)
             lam[active] = torch.where(fooled, lam[active] * config.lambda_up, lam[active] * config.lambda_down)
 
-        loss = margins.clamp(min=-config.kappa) + relaxed_margin.clamp(min=-config.kappa) + lam[active] * soft.flatten(1).sum(dim=1)
+        loss = margins.clamp(min=-config.kappa) + lam[active] * soft.flatten(1).sum(dim=1)
+        if relaxed_margin is not None:
+            loss = loss + relaxed_margin.clamp(min=-config.kappa)
         optimizer.zero_grad(set_to_none=False)
         loss.sum().backward()
         optimizer.step()
