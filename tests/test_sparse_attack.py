@@ -122,14 +122,22 @@ def test_stop_request_returns_what_it_has_marked(tiny_model, tiny_images) -> Non
     assert torch.equal(result.success, fresh != labels)
 
 
-def test_sparsity_weight_trades_pixels_for_margin() -> None:
-    # With many interchangeable key pixels, a weight of 0 has no reason to prune inside the
-    # optimisation; the returned count is still minimal because pruning is exact.
+def test_sparsity_weight_trades_pixels_for_confidence() -> None:
+    # Each lit key pixel adds 4 logits; 3 are needed to cross the boundary (margin -2).
+    # Weight 1 stops at the boundary; weight 0.1 asks for ln(10) logits (capped at kappa=2)
+    # of confidence and so pays one more pixel for a more confident flip.
     keys = [(y, x) for y in range(2, 14, 3) for x in range(2, 14, 3)]
     model = detector_model(keys, 3)
     black = torch.zeros(1, 3, 16, 16)
-    result = sparse_attack(model, black, torch.tensor([0]), config=dataclasses.replace(FAST, sparsity_weight=0.0))
-    assert int(result.l0_pixels[0]) == 3
+    counts, confidences = [], []
+    for weight in (0.1, 1.0, 4.0):
+        result = sparse_attack(model, black, torch.tensor([0]), config=dataclasses.replace(FAST, sparsity_weight=weight))
+        assert bool(result.success[0])
+        counts.append(int(result.l0_pixels[0]))
+        confidences.append(float(result.adv_confidence[0]))
+    assert counts == [4, 3, 3]
+    assert confidences[0] > confidences[1]
+    assert SparseConfig(sparsity_weight=0.0).required_margin > SparseConfig(sparsity_weight=0.5).required_margin
 
 
 @pytest.mark.parametrize(
