@@ -92,3 +92,13 @@ def test_models_lists_the_offline_default(capsys) -> None:
     assert main(["models"]) == 0
     line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("efficientnet_lite0"))
     assert "weights available" in line
+
+
+@pytest.mark.slow
+def test_same_seed_gives_a_byte_identical_png(tmp_path, chelsea) -> None:
+    outputs = []
+    for run in ("a", "b"):
+        out = tmp_path / run
+        assert main(["attack", str(chelsea), "--out", str(out), "--steps", "10", "--seed", "7", "--quiet"]) in (0, 1)
+        outputs.append((out / "adversarial.png").read_bytes())
+    assert outputs[0] == outputs[1]
