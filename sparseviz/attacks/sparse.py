@@ -55,14 +55,15 @@ _MARGIN_SLACK = 1e-3  # a kept solution must beat the boundary by this much (log
 @dataclass(frozen=True)
 class SparseConfig:
     sparsity_weight: float = 1.0  # the main knob: higher = fewer pixels, at some risk of failing
-    steps: int = 30  # optimisation steps; ~0.12 s each for EfficientNet-Lite0 on a 2-core CPU
+    steps: int = 100  # at most this many optimisation steps (~0.12 s each for EfficientNet-Lite0 on a
+    # 2-core CPU); most images stop much earlier, see patience
     mask_lr: float = 0.25  # Adam step on the gate logits (they live in roughly [-6, 6])
     value_lr: float = 0.1  # Adam step on the colour logits
     kappa: float = 2.0  # stop pushing the margin once it is this far past the boundary (logits)
     initial_pixels: int = 400  # gates initially open: the top first-order pixels
     temperature_start: float = 1.0  # gate softness at step 0
     temperature_end: float = 0.1  # gate softness at the last step (close to binary)
-    lambda_start: float = 0.1  # lambda at step 0, as a fraction of the median open pixel's payoff
+    lambda_start: float = 0.4  # lambda at step 0, as a fraction of the median open pixel's payoff
     lambda_up: float = 1.5  # per-step factor on lambda while the binary mask fools the model
     lambda_down: float = 0.7  # per-step factor on lambda while it does not
     momentum: float = 0.5  # Adam's beta1: low, so the gates react within a few steps to lambda
@@ -233,6 +234,7 @@ def _optimize(
     # lambda's unit is "margin drop per pixel": start at the payoff of the median open pixel.
     top = payoff.flatten(1).topk(min(config.initial_pixels, height * width), dim=1).values
     lam = config.lambda_start * config.sparsity_weight * top.median(dim=1).values.clamp(min=1e-6)
+    lam_floor = 0.1 * lam  # without a floor, a long unfooled stretch lets the mask flood the image
 
     best_masks = torch.zeros(count, height, width, dtype=torch.bool, device=device)
     best_values = corners.clone()
@@ -280,10 +282,13 @@ def _optimize(
             best_pixels[improved] = pixels[better]
             best_masks[improved] = binary[better][:, 0].bool()
             best_values[improved] = hard_colours[better]
-            since_best[active] = torch.where(better, 0, since_best[active] + 1)
+            # Stagnation only counts near the best: far above it the mask is still shrinking.
+            near_best = pixels <= 2 * best_pixels[active]
+            since_best[active] = torch.where(better, 0, since_best[active] + near_best.long())
             found = best_pixels[active] >= 0
             done[active] = found & (since_best[active] >= patience)
             lam[active] = torch.where(fooled, lam[active] * config.lambda_up, lam[active] * config.lambda_down)
+            lam[active] = lam[active].clamp(min=lam_floor[active])
 
         loss = margins.clamp(min=-config.kappa) + lam[active] * soft.flatten(1).sum(dim=1)
         if relaxed_margin is not None:
