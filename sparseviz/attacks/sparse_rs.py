@@ -1,0 +1,181 @@
+"""Sparse-RS baseline: black-box random search over k pixels (scores only, no gradients).
+
+Croce, Singh, Andriushchenko, Flammarion & Hein, "Sparse-RS: a versatile framework
+for query-efficient sparse black-box adversarial attacks", AAAI 2022 (the l0
+"pixels" threat model). The state is a set of k pixels, each set to a corner of
+the colour cube ({0, 1}^3). Every query swaps a fraction ``alpha_i`` of them for
+pixels outside the set with fresh random corners, and keeps the proposal when it
+lowers the margin loss. ``alpha_i`` follows the authors' piecewise-constant
+schedule (``p_init`` halved and then divided further as the query budget is spent).
+
+The candidate images are 8-bit exact by construction, so success is decided on
+the image a user can save. ``search=True`` (default) tries a ladder of budgets
+k = ``min_pixels, * growth, ... , pixels`` with ``queries`` per rung and stops at
+the first that fools the model; ``search=False`` is the paper's fixed-k attack.
+Only the model's logits are used (never a gradient).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+from ..models import ImageClassifier
+from .base import (
+    AttackProgress,
+    AttackResult,
+    ProgressCallback,
+    StopCheck,
+    check_images,
+    check_labels,
+    finalize,
+    is_adversarial,
+    margin,
+    quantize,
+)
+from .pgd0 import budget_ladder, check_range
+
+
+@dataclass(frozen=True)
+class SparseRSConfig:
+    pixels: int = 512  # k: the most pixels an image may change (the largest budget tried when searching)
+    queries: int = 300  # query budget per rung (the paper: 10,000 at one fixed k); ~10 s per rung at 224 px on 2 CPU cores
+    p_init: float = 0.3  # fraction of the k pixels resampled at first; the authors' value for l0 on ImageNet
+    search: bool = True  # try budgets min_pixels, *growth, ... up to pixels; False = one fixed budget k
+    min_pixels: int = 16  # the first budget of the ladder
+    growth: float = 2.0  # ratio between successive budgets: random search needs room, so coarser than PGD-l0
+    max_seconds: float | None = None  # time budget for the whole call; returns what it has
+    seed: int = 0  # seeds the random search; same seed = same result
+
+    def __post_init__(self) -> None:
+        check_range("pixels", self.pixels, 1, 10_000_000)
+        check_range("queries", self.queries, 1, 10_000_000)
+        check_range("p_init", self.p_init, 1e-4, 1.0)
+        check_range("min_pixels", self.min_pixels, 1, 10_000_000)
+        check_range("growth", self.growth, 1.01, 100.0)
+        check_range("seed", self.seed, 0, 2**63 - 1)
+        if self.max_seconds is not None:
+            check_range("max_seconds", self.max_seconds, 0.0, 1e6)
+
+
+def resample_fraction(query: int, budget: int, p_init: float) -> float:
+    """The authors' schedule for ``alpha``, rescaled from a 10,000-query run to ``budget``."""
+    progress = int(query / budget * 10_000)
+    for limit, divisor in ((10, 1), (50, 2), (200, 4), (500, 5), (1000, 6), (2000, 8), (4000, 10), (6000, 12), (8000, 15)):
+        if progress <= limit:
+            return p_init / divisor
+    return p_init / 20
+
+
+def _compose(images: torch.Tensor, where: torch.Tensor, colours: torch.Tensor) -> torch.Tensor:
+    """Images with pixel indices ``where`` (N, k) set to ``colours`` (N, k, 3)."""
+    count, channels, height, width = images.shape
+    flat = images.flatten(2).clone()  # (N, 3, H*W)
+    flat.scatter_(2, where[:, None, :].expand(-1, channels, -1), colours.transpose(1, 2))
+    return flat.view(count, channels, height, width)
+
+
+def sparse_rs(
+    model: ImageClassifier,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    targets: torch.Tensor | None = None,
+    config: SparseRSConfig | None = None,
+    progress: ProgressCallback | None = None,
+    should_stop: StopCheck | None = None,
+) -> AttackResult:
+    """Sparse-RS over pixels (Croce et al., 2022); batched: one query per image per iteration."""
+    config = config or SparseRSConfig()
+    check_images(images)
+    count, _, height, width = images.shape
+    labels = check_labels(model, labels, count)
+    targets = None if targets is None else check_labels(model, targets, count, "targets")
+    start = time.perf_counter()
+    device = model.device
+    images = quantize(images.detach()).to(device)
+    labels = labels.to(device)
+    targets = None if targets is None else targets.to(device)
+    calls = torch.zeros(count, dtype=torch.long, device=device)
+    with torch.no_grad():
+        done = is_adversarial(model(images), labels, targets)
+    calls += 1
+    best = images.clone()
+    best_pixels = torch.full((count,), -1, dtype=torch.long)
+    ladder = budget_ladder(config.min_pixels, min(config.pixels, height * width), config.growth, config.search)
+    total_steps = len(ladder) * config.queries
+    interrupted = False
+    step_index = 0
+    for budget in ladder:
+        if done.all() or interrupted:
+            break
+        # Random draws are made per image from its own generator, so an image's
+        # result does not depend on its batch mates.
+        generators = [torch.Generator().manual_seed(config.seed * 1_000_003 + budget) for _ in range(count)]
+        active = (~done).nonzero().squeeze(1)
+
+        def draw_corners(index: torch.Tensor, number: int) -> torch.Tensor:
+            return torch.stack([
+                torch.randint(0, 2, (number, 3), generator=generators[i]).float() for i in index.tolist()
+            ]).to(device)
+
+        def draw_pixels(index: torch.Tensor, number: int, exclude: torch.Tensor | None) -> torch.Tensor:
+            scores = torch.stack([torch.rand(height * width, generator=generators[i]) for i in index.tolist()]).to(device)
+            if exclude is not None:
+                scores.scatter_(1, exclude, -1.0)
+            return scores.topk(number, dim=1).indices
+
+        where = draw_pixels(active, budget, None)
+        colours = draw_corners(active, budget)
+        with torch.no_grad():
+            logits = model(_compose(images[active], where, colours))
+        calls[active] += 1
+        sub_targets = None if targets is None else targets[active]
+        loss = margin(logits, labels[active], sub_targets)
+        for query in range(1, config.queries + 1):
+            step_index += 1
+            fooled = loss < 0
+            if fooled.any():
+                hits = active[fooled]
+                best[hits] = _compose(images[hits], where[fooled], colours[fooled])
+                best_pixels[hits.cpu()] = budget
+                done[hits] = True
+                active, where, colours, loss = active[~fooled], where[~fooled], colours[~fooled], loss[~fooled]
+            if active.numel() == 0 or query == config.queries:
+                break
+            if (config.max_seconds is not None and time.perf_counter() - start > config.max_seconds) or (
+                should_stop is not None and should_stop()
+            ):
+                interrupted = True
+                break
+            swaps = max(1, min(budget, int(round(resample_fraction(query, config.queries, config.p_init) * budget))))
+            swaps = min(swaps, height * width - budget) if height * width > budget else 0
+            proposal_where, proposal_colours = where.clone(), colours.clone()
+            if swaps:
+                # Which of the k pixels leave: the first ``swaps`` of a random permutation per image.
+                slots = torch.stack([
+                    torch.randperm(budget, generator=generators[i])[:swaps] for i in active.tolist()
+                ]).to(device)
+                proposal_where.scatter_(1, slots, draw_pixels(active, swaps, where))
+                proposal_colours.scatter_(1, slots[:, :, None].expand(-1, -1, 3), draw_corners(active, swaps))
+            with torch.no_grad():
+                logits = model(_compose(images[active], proposal_where, proposal_colours))
+            calls[active] += 1
+            sub_targets = None if targets is None else targets[active]
+            proposal_loss = margin(logits, labels[active], sub_targets)
+            accept = proposal_loss < loss
+            where = torch.where(accept[:, None], proposal_where, where)
+            colours = torch.where(accept[:, None, None], proposal_colours, colours)
+            loss = torch.where(accept, proposal_loss, loss)
+            if progress is not None and query % 10 == 0:
+                progress(AttackProgress(
+                    step=step_index, total_steps=total_steps, phase=f"k={budget}",
+                    best_pixels=best_pixels.clone(), current_pixels=torch.full((count,), budget),
+                    true_confidence=torch.full((count,), float("nan")), done=done.cpu(),
+                ))
+    return finalize(
+        model, images, best, labels, targets, attack="sparse_rs", model_calls=calls,
+        seconds=time.perf_counter() - start, params={**asdict(config), "ladder": ladder}, interrupted=interrupted,
+    )
