@@ -1,0 +1,498 @@
+"""Benchmark loop: every attack on the same preprocessed images, one CSV row per image x attack.
+
+Everything is measured on the saved 8-bit PNG: each adversarial image is written,
+read back, checked to be bit-identical to the result, and that file is what the
+transfer models are asked about. The Markdown/HTML summary records the machine,
+the device, the thread count, the load on the machine and every attack's config.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import html
+import os
+import platform
+import statistics
+import sys
+import time
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import torch
+
+from .attacks import ATTACKS
+from .attacks.base import AttackResult, to_uint8
+from .images import ImageLoadError, load_image, save_png, to_tensor
+from .models import ImageClassifier
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+
+
+# --- inputs ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BenchImage:
+    name: str  # path relative to the folder, e.g. "cat/chelsea.png" or "chelsea.png"
+    image: torch.Tensor  # (3, H, W) preprocessed for the model, 8-bit exact
+    folder_label: int | None  # from an ImageFolder-style class subfolder, else None
+
+
+@dataclass(frozen=True)
+class LoadedFolder:
+    images: list[BenchImage]
+    skipped: list[tuple[str, str]]  # (file, one-line reason): unreadable files, unknown class folders
+    layout: str  # "flat" or "class folders"
+
+
+def image_files(folder: Path) -> tuple[list[tuple[Path, str | None]], str]:
+    """Files to read, each with its class folder name (None for a flat folder)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"{folder} is not a folder of images.")
+    entries = sorted(folder.iterdir())
+    subfolders = [p for p in entries if p.is_dir() and not p.name.startswith(".")]
+    files: list[tuple[Path, str | None]] = [
+        (p, None) for p in entries if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+    ]
+    if subfolders:
+        for sub in subfolders:
+            files += [(p, sub.name) for p in sorted(sub.iterdir()) if p.is_file() and not p.name.startswith(".")]
+        return files, "class folders"
+    # Files without a suffix are tried too (the loader sniffs content; failures are reported);
+    # documents next to the photos (ATTRIBUTION.md, labels.csv) are not images and are left alone.
+    files += [(p, None) for p in entries if p.is_file() and not p.name.startswith(".") and not p.suffix]
+    return sorted(files), "flat"
+
+
+def folder_class(model: ImageClassifier, name: str) -> int:
+    """The class a folder name stands for: an index, an exact name, or with '_' for ' '."""
+    for candidate in (name, name.replace("_", " ")):
+        try:
+            return model.class_index(candidate)
+        except ValueError:
+            continue
+    raise ValueError(f"folder {name!r} is not a class of {model.name} (use a class index or exact class name).")
+
+
+def load_folder(folder: str | Path, model: ImageClassifier, *, limit: int | None = None) -> LoadedFolder:
+    """Load and preprocess every image of a folder, skipping (and reporting) what cannot be used."""
+    files, layout = image_files(Path(folder))
+    images: list[BenchImage] = []
+    skipped: list[tuple[str, str]] = []
+    class_cache: dict[str, int | str] = {}
+    for path, class_name in files:
+        relative = str(path.relative_to(folder))
+        label = None
+        if class_name is not None:
+            if class_name not in class_cache:
+                try:
+                    class_cache[class_name] = folder_class(model, class_name)
+                except ValueError as error:
+                    class_cache[class_name] = str(error)
+            if isinstance(class_cache[class_name], str):
+                skipped.append((relative, str(class_cache[class_name])))
+                continue
+            label = int(class_cache[class_name])
+        try:
+            loaded = load_image(path)
+        except ImageLoadError as error:
+            reason = str(error)
+            skipped.append((relative, reason[len(path.name) + 2 :] if reason.startswith(f"{path.name}: ") else reason))
+            continue
+        images.append(BenchImage(relative, model.preprocess(to_tensor(loaded.image)), label))
+        if limit is not None and len(images) >= limit:
+            break
+    return LoadedFolder(images, skipped, layout)
+
+
+# --- configs ----------------------------------------------------------------------------
+
+
+def _coerce(value: str, annotation: Any, name: str) -> Any:
+    text = value.strip()
+    if isinstance(annotation, str):  # from __future__ annotations: resolve the common spellings
+        optional = "None" in annotation
+        base = annotation.replace("| None", "").replace("None |", "").strip()
+    else:
+        args = typing.get_args(annotation)
+        optional = type(None) in args
+        base_type = next((a for a in args if a is not type(None)), annotation) if args else annotation
+        base = getattr(base_type, "__name__", str(base_type))
+    if optional and text.lower() == "none":
+        return None
+    try:
+        if base == "bool":
+            if text.lower() in {"true", "1", "yes"}:
+                return True
+            if text.lower() in {"false", "0", "no"}:
+                return False
+            raise ValueError
+        if base == "int":
+            return int(text)
+        if base == "float":
+            return float(text)
+    except ValueError:
+        raise ValueError(f"{name} expects a {base}{' or none' if optional else ''}; got {value!r}.") from None
+    return text
+
+
+def build_config(attack: str, overrides: dict[str, str] | None = None, *, max_seconds: float | None = None) -> Any:
+    """An attack's config with string overrides (``{"max_iter": "10"}``), type-checked by its dataclass."""
+    if attack not in ATTACKS:
+        raise ValueError(f"unknown attack {attack!r}; choose from: {', '.join(ATTACKS)}.")
+    config_type = ATTACKS[attack].config_type
+    fields = {f.name: f for f in dataclasses.fields(config_type)}
+    values: dict[str, Any] = {}
+    if max_seconds is not None and "max_seconds" in fields:
+        values["max_seconds"] = max_seconds
+    for key, value in (overrides or {}).items():
+        if key not in fields:
+            raise ValueError(f"{attack} has no option {key!r}; options: {', '.join(fields)}.")
+        values[key] = _coerce(value, fields[key].type, f"{attack}.{key}")
+    return config_type(**values)
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, dict[str, str]]:
+    """``["sparsefool.max_iter=10", ...]`` -> ``{"sparsefool": {"max_iter": "10"}}``."""
+    parsed: dict[str, dict[str, str]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        attack, dot, option = key.strip().partition(".")
+        if not sep or not dot or not option:
+            raise ValueError(f"--set expects ATTACK.OPTION=VALUE (e.g. sparsefool.max_iter=10); got {item!r}.")
+        parsed.setdefault(attack, {})[option] = value
+    return parsed
+
+
+# --- the loop ---------------------------------------------------------------------------
+
+CSV_COLUMNS = [
+    "image", "attack", "kind", "model", "status", "label_source", "true_label", "true_name", "clean_confidence",
+    "target_label", "target_name", "success", "adv_label", "adv_name", "adv_confidence", "l0_pixels", "l0_entries",
+    "l2", "linf", "seconds", "model_calls", "interrupted", "adversarial_png",
+]
+
+
+@dataclass
+class BenchRun:
+    rows: list[dict[str, Any]]
+    meta: dict[str, Any]
+    transfer_models: list[str] = field(default_factory=list)
+
+    @property
+    def columns(self) -> list[str]:
+        return CSV_COLUMNS + [f"transfer_{name}" for name in self.transfer_models]
+
+
+def machine_info(model: ImageClassifier) -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    device = str(model.device)
+    if model.device.type == "cuda":
+        device += f" ({torch.cuda.get_device_name(model.device)})"
+    return {
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": device,
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "load_average_start": _load_average(),
+    }
+
+
+def _load_average() -> str:
+    try:
+        return " ".join(f"{value:.2f}" for value in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def choose_target(label: int, num_classes: int, seed: int, index: int) -> int:
+    """A seeded random class other than ``label`` (the usual targeted-attack protocol)."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + index)
+    offset = int(torch.randint(1, num_classes, (1,), generator=generator))
+    return (label + offset) % num_classes
+
+
+def _transfer(
+    other: ImageClassifier, original: torch.Tensor, adversarial: torch.Tensor, label: int, target: int | None
+) -> int | None:
+    """1/0: does ``adversarial`` fool ``other`` too; None when ``other`` gets the clean image 'wrong' already."""
+    with torch.no_grad():
+        logits = other(torch.stack([original, adversarial]).to(other.device))
+    clean, adv = logits.argmax(dim=1).tolist()
+    if target is None:
+        return None if clean != label else int(adv != label)
+    return None if clean == target else int(adv == target)
+
+
+def run_bench(
+    model: ImageClassifier,
+    images: Sequence[BenchImage],
+    attacks: Sequence[str],
+    *,
+    out: str | Path,
+    configs: dict[str, Any] | None = None,
+    targeted: bool = False,
+    transfer: Sequence[ImageClassifier] = (),
+    batch_size: int = 1,
+    seed: int = 0,
+    on_step: Callable[[str, str], None] | None = None,
+) -> BenchRun:
+    """Attack every image with every attack; save each adversarial PNG and one row per pair.
+
+    ``batch_size`` 1 (default) runs each attack per image, so ``seconds`` is the
+    honest time for that image; larger batches report the batch time divided evenly.
+    ``on_step(image, attack)`` is called after each attack of each image (a progress bar).
+    """
+    unknown = [name for name in attacks if name not in ATTACKS]
+    if unknown:
+        raise ValueError(f"unknown attack(s) {', '.join(unknown)}; choose from: {', '.join(ATTACKS)}.")
+    if not 1 <= batch_size <= 1024:
+        raise ValueError(f"batch_size must be in 1..1024; got {batch_size}.")
+    if not images:
+        raise ValueError("no usable images to benchmark.")
+    out = Path(out)
+    configs = dict(configs or {})
+    for name in attacks:
+        configs.setdefault(name, ATTACKS[name].config_type())
+    meta = machine_info(model)
+    started = time.perf_counter()
+
+    # Labels: the folder's when there is one, else the model's clean prediction.
+    with torch.no_grad():
+        clean_probs = torch.cat([
+            model(torch.stack([im.image for im in images[i : i + 16]]).to(model.device)).softmax(dim=1).cpu()
+            for i in range(0, len(images), 16)
+        ])
+    plan = []  # (index, image, label, source, target) for images to attack
+    rows: list[dict[str, Any]] = []
+    for index, item in enumerate(images):
+        predicted = int(clean_probs[index].argmax())
+        label = item.folder_label if item.folder_label is not None else predicted
+        source = "folder" if item.folder_label is not None else "clean prediction"
+        if label != predicted:
+            for name in attacks:
+                rows.append(_row(item.name, name, model, "misclassified (not attacked)", source, label,
+                                 float(clean_probs[index, label]), None, None, None))
+            continue
+        target = choose_target(label, model.num_classes, seed, index) if targeted else None
+        plan.append((index, item, label, source, target))
+
+    transfer_names = [other.name for other in transfer]
+    used_params: dict[str, dict[str, Any]] = {}
+    for name in attacks:
+        spec = ATTACKS[name]
+        for start in range(0, len(plan), batch_size):
+            chunk = plan[start : start + batch_size]
+            batch = torch.stack([item.image for _, item, *_ in chunk])
+            labels = torch.tensor([label for _, _, label, _, _ in chunk])
+            targets = torch.tensor([target for *_, target in chunk]) if targeted else None
+            result = spec.run(model, batch, labels, targets=targets, config=configs[name])
+            used_params.setdefault(name, result.params)  # what the attack actually ran with
+            for position, (index, item, label, source, target) in enumerate(chunk):
+                png = out / "adversarials" / name / (Path(item.name).with_suffix("").as_posix().replace("/", "__") + ".png")
+                save_png(result.adversarials[position], png)
+                saved = to_tensor(load_image(png).image)
+                if not torch.equal(to_uint8(saved), to_uint8(result.adversarials[position])):
+                    raise RuntimeError(f"{png} does not round-trip exactly; refusing to report numbers for it.")
+                row = _row(item.name, name, model, "attacked", source, label, float(clean_probs[index, label]),
+                           target, result, position, seconds=result.seconds / len(chunk))
+                row["adversarial_png"] = str(png.relative_to(out))
+                for other in transfer:
+                    ok = bool(result.success[position])
+                    value = _transfer(other, item.image, saved, label, target) if ok else None
+                    row[f"transfer_{other.name}"] = "" if value is None else value
+                rows.append(row)
+                if on_step is not None:
+                    on_step(item.name, name)
+    # Rows in image order, attacks in the order asked for.
+    order = {item.name: i for i, item in enumerate(images)}
+    rank = {name: i for i, name in enumerate(attacks)}
+    rows.sort(key=lambda r: (order[r["image"]], rank[r["attack"]]))
+    for row in rows:
+        for other in transfer_names:
+            row.setdefault(f"transfer_{other}", "")
+    meta.update({
+        "model": model.name,
+        "images": len(images),
+        "attacked": len(plan),
+        "attacks": list(attacks),
+        "targeted": targeted,
+        "batch_size": batch_size,
+        "seed": seed,
+        "transfer": transfer_names,
+        "configs": {name: used_params.get(name, dataclasses.asdict(configs[name])) for name in attacks},
+        "load_average_end": _load_average(),
+        "total_seconds": time.perf_counter() - started,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    })
+    return BenchRun(rows, meta, transfer_names)
+
+
+def _row(
+    image: str, attack: str, model: ImageClassifier, status: str, source: str, label: int, confidence: float,
+    target: int | None, result: AttackResult | None, position: int | None = None, seconds: float | None = None,
+) -> dict[str, Any]:
+    names = model.class_names
+    row: dict[str, Any] = {column: "" for column in CSV_COLUMNS}
+    row.update({
+        "image": image, "attack": attack, "kind": ATTACKS[attack].kind, "model": model.name, "status": status,
+        "label_source": source, "true_label": label, "true_name": names[label], "clean_confidence": round(confidence, 6),
+    })
+    if target is not None:
+        row.update({"target_label": target, "target_name": names[target]})
+    if result is not None and position is not None:
+        summary = result.summary(position, names)
+        row.update({
+            "success": int(summary["success"]),
+            "adv_label": summary["adv_label"],
+            "adv_name": summary["adv_name"],
+            "adv_confidence": round(summary["adv_confidence"], 6),
+            "l0_pixels": summary["l0_pixels"],
+            "l0_entries": summary["l0_entries"],
+            "l2": round(summary["l2"], 6),
+            "linf": round(summary["linf"], 6),
+            "seconds": round(seconds if seconds is not None else summary["seconds"], 4),
+            "model_calls": summary["model_calls"],
+            "interrupted": int(summary["interrupted"]),
+        })
+    return row
+
+
+# --- reports ----------------------------------------------------------------------------
+
+
+def write_csv(run: BenchRun, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=run.columns)
+        writer.writeheader()
+        writer.writerows(run.rows)
+    return path
+
+
+def _stats(values: list[float]) -> tuple[str, str, str]:
+    if not values:
+        return "-", "-", "-"
+    return f"{statistics.mean(values):.1f}", f"{statistics.median(values):g}", f"{max(values):g}"
+
+
+def summary_table(run: BenchRun) -> tuple[list[str], list[list[str]]]:
+    """One row per attack: the numbers the issue asks for, over the attacked images."""
+    header = [
+        "attack", "kind", "success", "pixels mean", "pixels median", "pixels max", "entries mean", "entries median",
+        "entries max", "median s / image", "median model calls",
+    ] + [f"transfer to {name}" for name in run.transfer_models]
+    table = []
+    for attack in run.meta["attacks"]:
+        rows = [r for r in run.rows if r["attack"] == attack and r["status"] == "attacked"]
+        won = [r for r in rows if r["success"] == 1]
+        pixels = _stats([r["l0_pixels"] for r in won])
+        entries = _stats([r["l0_entries"] for r in won])
+        seconds = statistics.median([r["seconds"] for r in rows]) if rows else float("nan")
+        calls = statistics.median([r["model_calls"] for r in rows]) if rows else float("nan")
+        success = f"{len(won)}/{len(rows)} ({100 * len(won) / max(1, len(rows)):.0f}%)"
+        line = [attack, ATTACKS[attack].kind, success, *pixels, *entries, f"{seconds:.2f}", f"{calls:g}"]
+        for name in run.transfer_models:
+            values = [r[f"transfer_{name}"] for r in won if r[f"transfer_{name}"] != ""]
+            line.append(f"{sum(values)}/{len(values)} ({100 * sum(values) / len(values):.0f}%)" if values else "-")
+        table.append(line)
+    return header, table
+
+
+def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _notes(run: BenchRun, skipped: Sequence[tuple[str, str]]) -> list[str]:
+    meta = run.meta
+    notes = [
+        f"Model `{meta['model']}`, {'targeted (a seeded random class per image)' if meta['targeted'] else 'untargeted'}, "
+        f"{meta['attacked']} of {meta['images']} images attacked, batch size {meta['batch_size']}, seed {meta['seed']}.",
+        "Every number is measured on the saved 8-bit PNG (written, read back, checked bit-identical).",
+        "Pixels = pixels with any channel changed; entries = changed channel values. Pixel and entry statistics "
+        "are over successful attacks only; seconds and model calls over all attacked images.",
+        "Model calls = forward passes per image (with or without a backward pass), including the two clean/final checks.",
+    ]
+    sources = {r["label_source"] for r in run.rows}
+    if "clean prediction" in sources:
+        notes.append("Images without a folder label: the true label is the model's own clean prediction.")
+    missed = sorted({r["image"] for r in run.rows if r["status"].startswith("misclassified")})
+    if missed:
+        notes.append(f"Misclassified by the model against their folder label, so not attacked: {', '.join(missed)}.")
+    if run.transfer_models:
+        notes.append(
+            "Transfer: the saved adversarial PNG (same crop, no resizing) given to each other model; counted over "
+            "the attack's successes on images that other model classifies as the true label when clean "
+            "(targeted: that it does not already call the target)."
+        )
+    if skipped:
+        notes.append("Skipped files: " + "; ".join(f"{name} ({reason})" for name, reason in skipped) + ".")
+    return notes
+
+
+def _machine_lines(meta: dict[str, Any]) -> list[str]:
+    return [
+        f"CPU: {meta['cpu']} ({meta['cpu_count']} logical cores), torch threads {meta['torch_threads']}",
+        f"Device: {meta['device']}; {meta['platform']}; Python {meta['python']}; torch {meta['torch']}",
+        f"Load average (1/5/15 min) at start: {meta['load_average_start']}; at end: {meta['load_average_end']}",
+        f"Date: {meta['date']}; total wall time {meta['total_seconds'] / 60:.1f} min",
+    ]
+
+
+def write_summary(run: BenchRun, out: str | Path, *, skipped: Sequence[tuple[str, str]] = (), command: str | None = None) -> tuple[Path, Path]:
+    """``summary.md`` and ``summary.html`` side by side in ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    header, table = summary_table(run)
+    notes = _notes(run, skipped)
+    machine = _machine_lines(run.meta)
+    configs = run.meta["configs"]
+    md = ["# sparseviz benchmark", ""]
+    if command:
+        md += ["```", command, "```", ""]
+    md += [_markdown_table(header, table), ""]
+    md += [f"- {note}" for note in notes] + [""]
+    md += ["## Machine", ""] + [f"- {line}" for line in machine] + [""]
+    md += ["## Attack settings", ""] + [f"- `{name}`: `{configs[name]}`" for name in configs] + [""]
+    md_path = out / "summary.md"
+    md_path.write_text("\n".join(md))
+
+    def cells(values: list[str], tag: str) -> str:
+        return "".join(f"<{tag}>{html.escape(str(v))}</{tag}>" for v in values)
+
+    body = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>sparseviz benchmark</title>",
+        "<style>body{font-family:sans-serif;max-width:72em;margin:2em auto}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:.3em .6em;text-align:right}th{background:#f3f3f3}"
+        "td:first-child,th:first-child{text-align:left}</style></head><body>",
+        "<h1>sparseviz benchmark</h1>",
+    ]
+    if command:
+        body.append(f"<pre>{html.escape(command)}</pre>")
+    body.append("<table><tr>" + cells(header, "th") + "</tr>")
+    body += ["<tr>" + cells(row, "td") + "</tr>" for row in table]
+    body.append("</table><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
+    body.append("<h2>Machine</h2><ul>" + "".join(f"<li>{html.escape(m)}</li>" for m in machine) + "</ul>")
+    body.append("<h2>Attack settings</h2><ul>" + "".join(
+        f"<li><code>{html.escape(name)}</code>: <code>{html.escape(str(configs[name]))}</code></li>" for name in configs
+    ) + "</ul></body></html>")
+    html_path = out / "summary.html"
+    html_path.write_text("\n".join(body))
+    return md_path, html_path
