@@ -1,0 +1,122 @@
+"""Static PNG figures of an :class:`~sparseviz.interpret.Explanation` (Pillow only, for the CLI).
+
+Nothing is computed here that the explanation does not already hold; the colour range
+of the 2x2 maps is ``explanation.vmin..vmax``, shared by all four panels and labelled
+"shared scale" on the colour bar.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from .attacks.base import AttackResult, to_uint8
+from .interpret import MAP_KEYS, Explanation
+
+KIND_COLOURS = {"obscuring": (0, 160, 255), "leading": (255, 40, 40), "both": (200, 0, 255), "neither": (255, 220, 0)}
+_PANEL = 224
+_FONT = ImageFont.load_default()
+
+
+def _colormap(values: np.ndarray) -> np.ndarray:
+    """[0, 1] -> RGB uint8 on a black-red-yellow-white ramp (monotone in brightness)."""
+    v = np.clip(values, 0.0, 1.0)[..., None]
+    stops = np.array([[0, 0, 0], [180, 0, 0], [255, 200, 0], [255, 255, 255]], dtype=np.float32)
+    pos = v * (len(stops) - 1)
+    low = np.floor(pos).astype(int).clip(0, len(stops) - 2)
+    frac = pos - low
+    return (stops[low[..., 0]] * (1 - frac) + stops[low[..., 0] + 1] * frac).astype(np.uint8)
+
+
+def _image(tensor) -> Image.Image:
+    return Image.fromarray(to_uint8(tensor).permute(1, 2, 0).numpy())
+
+
+def maps_figure(explanation: Explanation, result: AttackResult) -> Image.Image:
+    """2x2 maps (rows: clean / adversarial image; columns: true / adversarial class) + shared colour bar."""
+    if not explanation.maps:
+        raise ValueError("this explanation has no maps (made by explain_pixels); call explain() for figures.")
+    span = max(explanation.vmax - explanation.vmin, 1e-12)
+    pad, title_h, bar_w = 8, 18, 60
+    width = 2 * _PANEL + 3 * pad + bar_w
+    height = 2 * (_PANEL + title_h) + 3 * pad + 20
+    canvas = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(canvas)
+    photos = {"clean": _image(result.originals[explanation.index]), "adv": _image(result.adversarials[explanation.index])}
+    names = {"true": explanation.true_name or str(explanation.true_label), "adv": explanation.adv_name or str(explanation.adv_label)}
+    for key in MAP_KEYS:
+        image_key, class_key = key
+        row, col = (0 if image_key == "clean" else 1), (0 if class_key == "true" else 1)
+        heat = _colormap((explanation.maps[key] - explanation.vmin) / span)
+        photo = np.asarray(photos[image_key].convert("L").convert("RGB"), dtype=np.float32)
+        blend = Image.fromarray((0.45 * photo + 0.55 * heat).astype(np.uint8)).resize((_PANEL, _PANEL), Image.NEAREST)
+        x0, y0 = pad + col * (_PANEL + pad), pad + row * (_PANEL + title_h + pad)
+        draw.text((x0, y0), f"{image_key} image / {class_key}: {names[class_key]}"[:38], fill="black", font=_FONT)
+        canvas.paste(blend, (x0, y0 + title_h))
+    # the one colour bar for all four panels
+    bar_x, bar_y, bar_h = 2 * _PANEL + 3 * pad, pad + title_h, 2 * _PANEL + title_h + pad
+    ramp = _colormap(np.linspace(1, 0, bar_h)[:, None].repeat(14, axis=1))
+    canvas.paste(Image.fromarray(ramp), (bar_x, bar_y))
+    draw.text((bar_x + 16, bar_y), f"{explanation.vmax:.2g}", fill="black", font=_FONT)
+    draw.text((bar_x + 16, bar_y + bar_h - 10), f"{explanation.vmin:.2g}", fill="black", font=_FONT)
+    draw.text((bar_x - 2, bar_y - title_h), "shared", fill="black", font=_FONT)
+    draw.text((pad, height - 18), f"{explanation.method}: all four maps share one colour scale (shared scale "
+              f"{explanation.vmin:.3g}..{explanation.vmax:.3g})", fill="black", font=_FONT)
+    return canvas
+
+
+def pixels_figure(explanation: Explanation, result: AttackResult, scale: int | None = None) -> Image.Image:
+    """The adversarial image, each perturbed pixel ringed in the colour of its final label, with a legend."""
+    photo = _image(result.adversarials[explanation.index])
+    w, h = photo.size
+    scale = scale or max(2, 448 // max(w, h))
+    big = photo.resize((w * scale, h * scale), Image.NEAREST)
+    canvas = Image.new("RGB", (max(big.width, 260), big.height + 16 * len(KIND_COLOURS) + 8), "white")
+    canvas.paste(big, (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    for p in explanation.pixels:
+        cx, cy = p.x * scale + scale // 2, p.y * scale + scale // 2
+        r = 3 * scale
+        draw.ellipse((cx - r, cy - r, cx + r, cy + r), outline=KIND_COLOURS[p.label], width=2)
+    for k, (kind, colour) in enumerate(KIND_COLOURS.items()):
+        y = big.height + 4 + 16 * k
+        draw.rectangle((4, y, 16, y + 12), fill=colour)
+        draw.text((22, y), f"{kind} (causal view): {explanation.counts.get(kind, 0)} px", fill="black", font=_FONT)
+    return canvas
+
+
+def ablation_figure(explanation: Explanation, width: int = 560) -> Image.Image:
+    """Horizontal bars: p(true) and p(adversarial) for each ablation group."""
+    rows = explanation.ablation
+    row_h, label_w, pad = 30, 170, 8
+    height = pad * 2 + 20 + row_h * len(rows) + 20
+    canvas = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(canvas)
+    bar_w = width - label_w - 2 * pad - 40
+    draw.text((pad, pad), f"clean image + only these pixels: p(true={explanation.true_name}) blue, "
+              f"p(adv={explanation.adv_name}) red"[:90], fill="black", font=_FONT)
+    for k, row in enumerate(rows):
+        y = pad + 20 + k * row_h
+        draw.text((pad, y + 6), f"{row.group} [{row.pixels} px]", fill="black", font=_FONT)
+        for j, (value, colour) in enumerate(((row.true_prob, (40, 110, 230)), (row.adv_prob, (230, 50, 50)))):
+            yy = y + j * 12
+            draw.rectangle((label_w, yy, label_w + int(bar_w * value), yy + 10), fill=colour)
+            draw.text((label_w + int(bar_w * value) + 4, yy), f"{value:.2f}", fill="black", font=_FONT)
+    return canvas
+
+
+def save_figures(explanation: Explanation, result: AttackResult, folder: str | Path) -> list[Path]:
+    """Write maps.png (when there are maps), pixels.png and ablation.png; return their paths."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    if explanation.maps:
+        written.append(folder / "maps.png")
+        maps_figure(explanation, result).save(written[-1])
+    written.append(folder / "pixels.png")
+    pixels_figure(explanation, result).save(written[-1])
+    written.append(folder / "ablation.png")
+    ablation_figure(explanation).save(written[-1])
+    return written
