@@ -30,6 +30,7 @@ adversarial image with pixel ``i`` reverted to its clean colour):
       scale         = max(|z_y(x) - z_y(x')|, |z_a(x') - z_a(x)|, 1e-6)
       obscuring  iff  true_recovery / scale >= causal_threshold   (default 0.05)
       leading    iff  adv_drop      / scale >= causal_threshold
+      when both hold, the larger effect alone decides if it is >= causal_dominance (2) x the other
 
   The rule uses logits because probabilities are coupled through the softmax: a
   pixel that only raises ``z_a`` also lowers ``p_y``, so on probabilities every
@@ -78,6 +79,7 @@ MAP_KEYS = (("clean", "true"), ("clean", "adv"), ("adv", "true"), ("adv", "adv")
 class ExplainConfig:
     attribution_threshold: float = 0.9  # percentile rank on a map: top 10% of the image counts as evidence
     causal_threshold: float = 0.05  # a pixel must move a logit by 5% of the attack's total logit shift
+    causal_dominance: float = 2.0  # past the threshold on both, an effect 2x the other decides alone
     ig_steps: int = 32  # Integrated Gradients path points (black baseline); error ~1/steps, cost linear
     ig_batch_size: int = 8  # images per IG forward/backward: bounds memory whatever ig_steps is
     smoothgrad_samples: int = 0  # >0 wraps saliency/IG/guided in SmoothGrad (NoiseTunnel) with this many samples
@@ -92,6 +94,8 @@ class ExplainConfig:
             raise ValueError("attribution_threshold must be in (0, 1].")
         if not 0.0 < self.causal_threshold <= 10.0:
             raise ValueError("causal_threshold must be in (0, 10].")
+        if not 1.0 <= self.causal_dominance <= 100.0:
+            raise ValueError("causal_dominance must be in [1, 100].")
         for name in ("ig_steps", "ig_batch_size", "revert_batch_size", "top_k"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1.")
@@ -317,10 +321,21 @@ def attribution_label(obscuring_score: float, leading_score: float, threshold: f
     return _kind(obscuring_score >= threshold, leading_score >= threshold)
 
 
-def causal_label(true_recovery: float, adv_drop: float, scale: float, threshold: float) -> str:
-    """The causal-view rule (see the module docstring)."""
+def causal_label(true_recovery: float, adv_drop: float, scale: float, threshold: float, dominance: float = 2.0) -> str:
+    """The causal-view rule (see the module docstring).
+
+    A pixel past the threshold on both effects is labelled by the larger one alone when it
+    is at least ``dominance`` times the other: with a handful of pixels nearly every pixel
+    moves both logits, and "both" would swallow the distinction the user came to see.
+    """
     scale = max(scale, 1e-6)
-    return _kind(true_recovery / scale >= threshold, adv_drop / scale >= threshold)
+    obscures, leads = true_recovery / scale >= threshold, adv_drop / scale >= threshold
+    if obscures and leads:
+        if true_recovery >= dominance * adv_drop:
+            leads = False
+        elif adv_drop >= dominance * true_recovery:
+            obscures = False
+    return _kind(obscures, leads)
 
 
 def _kind(obscuring: bool, leading: bool) -> str:
@@ -402,7 +417,7 @@ def _explain(model: ImageClassifier, result: AttackResult, index: int, method: s
         for i, (py, px) in enumerate(zip(ys_np.tolist(), xs_np.tolist())):
             recovery = float(revert_logits[i, y] - z_adv[y])
             drop = float(z_adv[a] - revert_logits[i, a])
-            c_label = causal_label(recovery, drop, scale, config.causal_threshold)
+            c_label = causal_label(recovery, drop, scale, config.causal_threshold, config.causal_dominance)
             o_score = float(obscuring_scores[i]) if maps else float("nan")
             l_score = float(leading_scores[i]) if maps else float("nan")
             a_label = attribution_label(o_score, l_score, config.attribution_threshold) if maps else None

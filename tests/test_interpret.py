@@ -95,6 +95,10 @@ def test_rules_are_pure_functions():
     assert causal_label(0.2, 0.0, 1.0, 0.05) == "obscuring"
     assert causal_label(0.0, 0.2, 1.0, 0.05) == "leading"
     assert causal_label(0.01, 0.01, 1.0, 0.05) == "neither"
+    assert causal_label(0.3, 0.2, 1.0, 0.05) == "both"  # comparable effects
+    assert causal_label(0.5, 0.2, 1.0, 0.05) == "obscuring"  # recovery dominates (>= 2x)
+    assert causal_label(0.1, 0.3, 1.0, 0.05) == "leading"  # drop dominates
+    assert causal_label(0.5, 0.2, 1.0, 0.05, dominance=3.0) == "both"
 
 
 @pytest.mark.parametrize("method", ["gradcam", "guided_gradcam", "integrated_gradients"])
