@@ -27,6 +27,7 @@ from .attacks import ATTACKS
 from .attacks.base import to_uint8
 from .bench import BenchImage, LoadedFolder, machine_info
 from .images import load_image, save_png, to_tensor
+from .interpret import explain_pixels
 from .models import ImageClassifier
 
 # Histogram bins for minimal pixel counts: (label, lowest, highest).
@@ -35,6 +36,7 @@ PIXEL_BINS = [("1", 1, 1), ("2-5", 2, 5), ("6-10", 6, 10), ("11-20", 11, 20), ("
 AUDIT_COLUMNS = [
     "image", "status", "label_source", "true_label", "true_name", "clean_confidence", "success", "pixels",
     "entries", "adv_label", "adv_name", "adv_confidence", "seconds", "model_calls", "adversarial_png",
+    "obscuring", "leading", "both", "neither",
 ]
 
 
@@ -123,6 +125,9 @@ def run_audit(
         })
         if summary["success"]:
             save_png(_thumbnail(result.originals[0], result.adversarials[0]), out / "thumbnails" / f"{stem}.png")
+            if summary["l0_pixels"]:
+                # The causal obscuring/leading split (no maps: cheap enough for a whole folder).
+                row.update(explain_pixels(model, result, 0).counts)
         rows.append(row)
         if on_step is not None:
             on_step(item.name)

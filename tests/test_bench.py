@@ -208,6 +208,8 @@ def test_audit_end_to_end(tmp_path: Path, models: dict, monkeypatch: pytest.Monk
             original = model.preprocess(to_tensor(load_image(folder / row["image"]).image))
             saved = to_tensor(load_image(out / row["adversarial_png"]).image)
             assert int(row["pixels"]) == int((to_uint8(saved) != to_uint8(original)).any(dim=0).sum())
+            kinds = sum(int(row[k]) for k in ("obscuring", "leading", "both", "neither"))
+            assert kinds == int(row["pixels"]), "every changed pixel gets one obscuring/leading label"
             stem = row["image"].rsplit(".", 1)[0].replace("/", "__")
             assert (out / "thumbnails" / f"{stem}.png").is_file()
             assert f"thumbnails/{stem}.png" in report
