@@ -1,0 +1,163 @@
+"""The Streamlit page driven headlessly with AppTest, plus its upload handling on the hostile corpus."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from hostile_corpus import build_corpus
+from sparseviz.attacks import SparseConfig, sparse_attack
+from sparseviz.gallery import load_bundled
+from sparseviz.images import to_tensor
+from sparseviz.views import load_upload
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+STEPS = 40  # fewer than the default so the suite stays quick on a 2-core CPU
+
+
+def _app():
+    from streamlit.testing.v1 import AppTest
+
+    return AppTest.from_file(APP, default_timeout=180)
+
+
+def _metric(at, label: str) -> str:
+    for metric in at.metric:
+        if metric.label == label:
+            return metric.value
+    raise AssertionError(f"no metric {label!r}; have {[m.label for m in at.metric]}")
+
+
+def _submit(at):
+    buttons = [b for b in at.button if b.label == "Run attack"]
+    assert buttons, "no Run attack button"
+    return buttons[0].click().run()
+
+
+# --- upload handling (fast) ------------------------------------------------------------------
+
+
+def test_load_upload_hostile_corpus(tmp_path):
+    cases = build_corpus(tmp_path)
+    refused = 0
+    for case in cases:
+        if not case.path.is_file():  # a directory or missing path cannot arrive as an upload
+            continue
+        outcome = load_upload(case.path.name, case.path.read_bytes())
+        if case.loads:
+            assert not isinstance(outcome, str), f"{case.name} should load: {outcome}"
+            case.check(outcome)
+        else:
+            assert isinstance(outcome, str), f"{case.name} should be refused"
+            case.check_refusal(outcome)
+            refused += 1
+    assert refused >= 5
+
+
+# --- the page (real model) -----------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_page_loads_and_shows_top5():
+    at = _app().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    frames = [d.value for d in at.dataframe]
+    assert frames and len(frames[0]) == 5
+    assert "tiger cat" in list(frames[0]["class"])  # chelsea is a cat
+    assert any(b.label == "Run attack" for b in at.button)
+
+
+@pytest.mark.slow
+def test_run_matches_library(real_model):
+    at = _app().run()
+    at.number_input(key="steps").set_value(STEPS)
+    at.slider(key="weight").set_value(1.0)
+    at.number_input(key="seed").set_value(3)
+    _submit(at)
+    assert not at.exception, at.exception
+    shown = int(_metric(at, "pixels changed"))
+
+    image = real_model.preprocess(to_tensor(load_bundled("chelsea").image))[None]
+    label = real_model.predict_proba(image).argmax(1).cpu()
+    direct = sparse_attack(real_model, image, label, config=SparseConfig(sparsity_weight=1.0, steps=STEPS, seed=3))
+    assert shown == int(direct.l0_pixels[0])
+    assert int(_metric(at, "channel entries")) == int(direct.l0_entries[0])
+    assert len(at.get("plotly_chart")) >= 2
+    assert any(d.label == "JSON report" for d in at.get("download_button"))
+    # the query string now restores the run's parameters
+    assert at.query_params["steps"] == [str(STEPS)] or at.query_params["steps"] == str(STEPS)
+
+
+@pytest.mark.slow
+def test_targeted_run_reaches_target():
+    at = _app().run()
+    at.number_input(key="steps").set_value(STEPS)
+    at.radio(key="mode").set_value("targeted")
+    at.selectbox(key="target").set_value("tabby")
+    _submit(at)
+    assert not at.exception, at.exception
+    success = [s.value for s in at.success]
+    assert success and "-> **tabby**" in success[0], success + [w.value for w in at.warning]
+
+
+@pytest.mark.slow
+def test_missing_weights_model_explains(monkeypatch):
+    at = _app().run()
+    from sparseviz.models import MODELS
+
+    missing = [name for name, spec in MODELS.items() if not spec.weights_available()]
+    if not missing:
+        pytest.skip("every registry model has weights here")
+    at.selectbox(key="model").set_value(missing[0]).run()
+    assert not at.exception, at.exception
+    assert any("weights are not installed" in e.value for e in at.error)
+
+
+@pytest.mark.slow
+def test_cuda_without_gpu_is_a_message():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    at = _app().run()
+    at.selectbox(key="device").set_value("cuda")
+    _submit(at)
+    assert not at.exception, at.exception
+    assert any("no GPU" in e.value for e in at.sidebar.error) or any("no GPU" in e.value for e in at.error)
+
+
+@pytest.mark.slow
+def test_query_params_restore_and_compare_and_explain():
+    at = _app()
+    at.query_params["image"] = "coffee"
+    at.query_params["steps"] = str(STEPS)
+    at.query_params["weight"] = "1.5"
+    at.run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="bundled").value == "coffee"
+    assert at.number_input(key="steps").value == STEPS
+    assert at.slider(key="weight").value == 1.5
+    _submit(at)
+    assert not at.exception, at.exception
+    assert not [w.value for w in at.warning if "unavailable" in w.value]
+    assert len(at.get("plotly_chart")) >= 5  # triptych, top-5, maps, kinds, ablation
+    at.button(key="run_pgd").click().run()
+    assert not at.exception, at.exception
+    tables = [d.value for d in at.dataframe]
+    compare = [t for t in tables if "attack" in t.columns]
+    assert compare and len(compare[0]) == 2
+    assert compare[0]["pixels changed"].iloc[1] > 10 * compare[0]["pixels changed"].iloc[0]
+
+
+@pytest.mark.slow
+def test_model_upload_only_when_trusted(monkeypatch):
+    monkeypatch.delenv("SPARSEVIZ_TRUST_MODEL_UPLOADS", raising=False)
+    at = _app().run()
+    assert not any(o.startswith("your model file") for o in at.selectbox(key="model").options)
+    monkeypatch.setenv("SPARSEVIZ_TRUST_MODEL_UPLOADS", "1")
+    at = _app().run()
+    assert "your model file (TorchScript / .pt2)" in at.selectbox(key="model").options
+    at.selectbox(key="model").set_value("your model file").run()
+    assert not at.exception, at.exception
+    assert any("runs code chosen by its author" in w.value for w in at.sidebar.warning)

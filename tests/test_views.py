@@ -1,0 +1,112 @@
+"""The app's plotly figure builders on hand-made tensors (no model, no Streamlit)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from sparseviz import views
+
+
+def _pair():
+    original = torch.full((3, 8, 10), 100 / 255)
+    adversarial = original.clone()
+    adversarial[:, 2, 3] = torch.tensor([1.0, 0.0, 0.0])
+    adversarial[1, 5, 7] = 0.0
+    return original, adversarial
+
+
+def test_changed_pixels_lists_each_pixel_with_colours():
+    original, adversarial = _pair()
+    pixels = views.changed_pixels(original, adversarial)
+    assert [(p["y"], p["x"]) for p in pixels] == [(2, 3), (5, 7)]
+    assert pixels[0]["before"] == [100, 100, 100] and pixels[0]["after"] == [255, 0, 0]
+    assert pixels[1]["after"] == [100, 0, 100]
+
+
+def test_perturbation_is_signed_around_grey():
+    original, adversarial = _pair()
+    panel = views.perturbation_rgb(original, adversarial)
+    assert panel.shape == (8, 10, 3) and panel.dtype == np.uint8
+    assert tuple(panel[0, 0]) == (128, 128, 128)  # unchanged = mid grey
+    assert panel[2, 3, 0] == 255 and panel[2, 3, 1] == 45  # largest change saturates; -100 of peak 155 -> 45
+    assert tuple(views.perturbation_rgb(original, original)[0, 0]) == (128, 128, 128)
+
+
+def test_triptych_rings_every_changed_pixel_with_hover():
+    original, adversarial = _pair()
+    figure = views.attack_triptych(original, adversarial)
+    rings = [t for t in figure.data if t.type == "scatter"]
+    assert len(rings) == 3  # one ring trace per panel
+    assert all(list(zip(r.y, r.x)) == [(2, 3), (5, 7)] for r in rings)
+    assert "before RGB" in rings[0].hovertemplate and "after RGB" in rings[0].hovertemplate
+    assert list(rings[0].customdata[0]) == [100, 100, 100, 255, 0, 0]
+    assert sum(t.type == "image" for t in figure.data) == 3
+
+
+def test_triptych_without_changes_has_no_rings():
+    original, _ = _pair()
+    figure = views.attack_triptych(original, original)
+    assert not [t for t in figure.data if t.type == "scatter"]
+
+
+def test_top5_bars_union_of_classes():
+    names = [f"c{i}" for i in range(8)]
+    clean = torch.tensor([0.5, 0.2, 0.1, 0.1, 0.05, 0.03, 0.01, 0.01])
+    adv = torch.tensor([0.1, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.9])
+    figure = views.top5_bars(clean, adv, names)
+    assert "c7" in figure.data[0].x and "c0" in figure.data[0].x
+    rows = views.top5_frame(clean, names)
+    assert [r["class"] for r in rows] == ["c0", "c1", "c2", "c3", "c4"]
+
+
+def test_maps_grid_one_shared_scale():
+    maps = {(a, b): np.random.default_rng(0).random((6, 6)).astype(np.float32)
+            for a in ("clean", "adv") for b in ("true", "adv")}
+    pixels = [{"y": 1, "x": 2, "before": (0, 0, 0), "after": (1, 1, 1), "kind": "leading"}]
+    figure = views.maps_grid(maps, 0.0, 2.0, pixels)
+    heatmaps = [t for t in figure.data if t.type == "heatmap"]
+    assert len(heatmaps) == 4
+    assert {(h.zmin, h.zmax) for h in heatmaps} == {(0.0, 2.0)}
+    assert sum(bool(h.showscale) for h in heatmaps) == 1
+    assert heatmaps[0].colorbar.title.text == "shared scale"
+
+
+def test_pixel_views_accept_dicts_and_dataclasses():
+    from dataclasses import dataclass
+
+    @dataclass
+    class Record:
+        y: int
+        x: int
+        before: tuple
+        after: tuple
+        label: str
+        true_prob_recovery: float = 0.1
+        adv_prob_drop: float = 0.2
+        obscuring_score: float = 0.9
+        leading_score: float = 0.5
+        agree: bool = True
+
+    records = [Record(1, 1, (0, 0, 0), (9, 9, 9), "obscuring"),
+               {"y": 2, "x": 2, "before": (0, 0, 0), "after": (5, 5, 5), "kind": "leading",
+                "causal_true_recovery": 0.0, "causal_adv_drop": 0.3, "attribution_true": 0.1,
+                "attribution_adv": 0.95, "views_agree": False}]
+    table = views.pixel_table(records)
+    assert [r["kind"] for r in table] == ["obscuring", "leading"]
+    assert table[1]["adv-class drop if reverted"] == 0.3
+    figure = views.pixels_by_kind(torch.zeros(3, 4, 4), records)
+    assert {t.name.split(" ")[0] for t in figure.data if t.type == "scatter"} == {"obscuring", "leading"}
+
+
+def test_ablation_bars_grouped():
+    rows = [{"group": g, "pixels": n, "true_prob": t, "adv_prob": a}
+            for g, n, t, a in (("none", 0, 0.8, 0.1), ("all", 3, 0.1, 0.7))]
+    figure = views.ablation_bars(rows)
+    assert figure.layout.barmode == "group" and len(figure.data) == 2
+    assert list(figure.data[0].y) == [0.8, 0.1]
+
+
+def test_load_upload_returns_one_line_error():
+    message = views.load_upload("junk.png", b"\x00\x01not an image at all" * 10)
+    assert isinstance(message, str) and "\n" not in message and message.startswith("junk.png:")
