@@ -161,3 +161,26 @@ def test_model_upload_only_when_trusted(monkeypatch):
     at.selectbox(key="model").set_value("your model file").run()
     assert not at.exception, at.exception
     assert any("runs code chosen by its author" in w.value for w in at.sidebar.warning)
+
+
+@pytest.mark.slow
+def test_two_sessions_at_once_each_get_their_own_correct_result(real_model):
+    """Two AppTest sessions share the cached model and run concurrently in threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def session(photo: str) -> str:
+        at = _app().run()
+        at.selectbox(key="bundled").set_value(photo).run()
+        at.number_input(key="steps").set_value(STEPS)
+        at.number_input(key="seed").set_value(1)
+        _submit(at)
+        assert not at.exception, at.exception
+        return _metric(at, "pixels changed")
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        shown = list(pool.map(session, ["chelsea", "coins"]))
+    for photo, value in zip(["chelsea", "coins"], shown):
+        image = real_model.preprocess(to_tensor(load_bundled(photo).image))[None]
+        label = real_model.predict_proba(image).argmax(1)
+        expected = sparse_attack(real_model, image, label, config=SparseConfig(steps=STEPS, seed=1))
+        assert int(value) == int(expected.l0_pixels[0]), photo
