@@ -56,6 +56,17 @@ def check_targets(model: ImageClassifier, labels: torch.Tensor, targets: torch.T
     return targets
 
 
+def prepare_inputs(
+    model: ImageClassifier, images: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Check an attack's inputs and move them to the model's device, images 8-bit exact."""
+    check_images(images)
+    labels = check_labels(model, labels, images.shape[0])
+    targets = None if targets is None else check_targets(model, labels, targets)
+    device = model.device
+    return quantize(images.detach()).to(device), labels.to(device), None if targets is None else targets.to(device)
+
+
 def is_adversarial(logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
     """The success criterion, ``bool[N]``: untargeted = not the true class, targeted = the target."""
     predicted = logits.argmax(dim=1)

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from ..models import ImageClassifier
-from .base import AttackResult, ProgressCallback, StopCheck, check_images, check_labels, check_targets, finalize, margin
+from .base import AttackResult, ProgressCallback, StopCheck, finalize, margin, prepare_inputs
 
 
 @dataclass(frozen=True)
@@ -71,12 +71,8 @@ def pgd(
     registry attack has one signature, and are not consulted mid-run.
     """
     config = config or PGDConfig()
-    check_images(images)
-    labels = check_labels(model, labels, images.shape[0])
-    targets = None if targets is None else check_targets(model, labels, targets)
     start = time.perf_counter()
-    images = images.to(model.device)
-    labels, targets = labels.to(model.device), None if targets is None else targets.to(model.device)
+    images, labels, targets = prepare_inputs(model, images, labels, targets)
     adversarial = pgd_perturbation(model, images, labels, targets, config)
     calls = torch.full((images.shape[0],), config.steps)
     return finalize(

@@ -24,12 +24,10 @@ from .base import (
     AttackResult,
     ProgressCallback,
     StopCheck,
-    check_images,
-    check_labels,
+    prepare_inputs,
     finalize,
     is_adversarial,
     margin,
-    quantize,
 )
 from .pgd0 import check_range
 
@@ -65,15 +63,10 @@ def greedy(
 ) -> AttackResult:
     """Greedy corner pixels by first-order payoff, then pruning; deterministic."""
     config = config or GreedyConfig()
-    check_images(images)
+    images, labels, targets = prepare_inputs(model, images, labels, targets)
     count, _, height, width = images.shape
-    labels = check_labels(model, labels, count)
-    targets = None if targets is None else check_labels(model, targets, count, "targets")
     start = time.perf_counter()
     device = model.device
-    images = quantize(images.detach()).to(device)
-    labels = labels.to(device)
-    targets = None if targets is None else targets.to(device)
     calls = torch.zeros(count, dtype=torch.long)
     adversarials = images.clone()
     interrupted = False

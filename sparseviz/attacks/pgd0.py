@@ -37,8 +37,7 @@ from .base import (
     AttackResult,
     ProgressCallback,
     StopCheck,
-    check_images,
-    check_labels,
+    prepare_inputs,
     finalize,
     is_adversarial,
     quantize,
@@ -124,15 +123,10 @@ def pgd0(
 ) -> AttackResult:
     """PGD with an l0 pixel budget (Croce & Hein, 2019); batched, images independent."""
     config = config or PGD0Config()
-    check_images(images)
+    images, labels, targets = prepare_inputs(model, images, labels, targets)
     count, _, height, width = images.shape
-    labels = check_labels(model, labels, count)
-    targets = None if targets is None else check_labels(model, targets, count, "targets")
     start = time.perf_counter()
     device = model.device
-    images = quantize(images.detach()).to(device)
-    labels = labels.to(device)
-    targets = None if targets is None else targets.to(device)
     entries = 3 * height * width
     calls = torch.zeros(count, dtype=torch.long, device=device)
     with torch.no_grad():

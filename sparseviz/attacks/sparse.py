@@ -38,9 +38,7 @@ from .base import (
     AttackResult,
     ProgressCallback,
     StopCheck,
-    check_images,
-    check_labels,
-    check_targets,
+    prepare_inputs,
     finalize,
     is_adversarial,
     margin,
@@ -156,15 +154,10 @@ def sparse_attack(
     Images are independent: image ``i``'s result does not depend on its batch mates.
     """
     config = config or SparseConfig()
-    check_images(images)
+    images, labels, targets = prepare_inputs(model, images, labels, targets)
     count = images.shape[0]
-    labels = check_labels(model, labels, count)
-    targets = None if targets is None else check_targets(model, labels, targets)
     budget = _Budget(config.max_seconds, should_stop)
     device = model.device
-    images = quantize(images.detach()).to(device)
-    labels = labels.to(device)
-    targets = None if targets is None else targets.to(device)
     calls = torch.zeros(count, dtype=torch.long, device=device)
 
     corners, payoff, already = _first_order_start(model, images, labels, targets)

@@ -28,12 +28,10 @@ from .base import (
     AttackResult,
     ProgressCallback,
     StopCheck,
-    check_images,
-    check_labels,
+    prepare_inputs,
     finalize,
     is_adversarial,
     margin,
-    quantize,
 )
 from .pgd0 import budget_ladder, check_range
 
@@ -89,15 +87,10 @@ def sparse_rs(
 ) -> AttackResult:
     """Sparse-RS over pixels (Croce et al., 2022); batched: one query per image per iteration."""
     config = config or SparseRSConfig()
-    check_images(images)
+    images, labels, targets = prepare_inputs(model, images, labels, targets)
     count, _, height, width = images.shape
-    labels = check_labels(model, labels, count)
-    targets = None if targets is None else check_labels(model, targets, count, "targets")
     start = time.perf_counter()
     device = model.device
-    images = quantize(images.detach()).to(device)
-    labels = labels.to(device)
-    targets = None if targets is None else targets.to(device)
     calls = torch.zeros(count, dtype=torch.long, device=device)
     with torch.no_grad():
         done = is_adversarial(model(images), labels, targets)

@@ -37,6 +37,7 @@ from .base import (
     StopCheck,
     check_images,
     check_labels,
+    check_targets,
     finalize,
     quantize,
 )
@@ -152,7 +153,7 @@ def sparsefool(
     check_images(images)
     count = images.shape[0]
     labels = check_labels(model, labels, count)
-    targets = None if targets is None else check_labels(model, targets, count, "targets")
+    targets = None if targets is None else check_targets(model, labels, targets)
     start = time.perf_counter()
     device = model.device
     images = quantize(images.detach()).to(device)
