@@ -1,15 +1,20 @@
 """sparseviz Streamlit app: how few pixels fool an image classifier, and why.
 
 Run with ``streamlit run app.py``. The page only draws widgets and results; every number
-comes from one library call (``sparse_attack``, ``pgd``, ``interpret.explain``).
+comes from one library call (``sparse_attack``, ``pgd``, ``interpret.explain``,
+``experiments.sparsity_sweep``, ``experiments.transfer``) and every figure from ``views``.
+
+Model-file uploads (TorchScript / torch.export) run their author's code, so they are off
+unless the server was started with ``SPARSEVIZ_TRUST_MODEL_UPLOADS=1`` or
+``streamlit run app.py -- --trust-model-uploads``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,20 +23,28 @@ from typing import Any
 import streamlit as st
 import torch
 
-from sparseviz import views
+from sparseviz import experiments, views
 from sparseviz.attacks import PGDConfig, SparseConfig, pgd, sparse_attack
 from sparseviz.attacks.base import AttackProgress, AttackResult
 from sparseviz.commands.attack import build_report
 from sparseviz.gallery import bundled_images, load_bundled
 from sparseviz.images import ImageLoadError, LoadedImage, to_pil, to_tensor
 from sparseviz.models import (
-    DEFAULT_MODEL, MODELS, ImageClassifier, ModelError, UserModelInfo, load_model, load_user_model, resolve_device,
+    DEFAULT_MODEL, MODELS, ImageClassifier, ModelError, load_model, load_user_model, resolve_device,
 )
+
+try:  # Streamlit interrupts a running script with these when a widget changes (e.g. Stop is clicked)
+    from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException as _Interrupt
+except ImportError:  # pragma: no cover - another Streamlit layout: stopping discards the run instead
+    _Interrupt = ()  # type: ignore[assignment,misc]
 
 DEFAULTS = SparseConfig()
 DEFAULT_IMAGE = "chelsea"
-TRUST_UPLOADS = os.environ.get("SPARSEVIZ_TRUST_MODEL_UPLOADS") == "1"
+TRUST_UPLOADS = os.environ.get("SPARSEVIZ_TRUST_MODEL_UPLOADS") == "1" or "--trust-model-uploads" in sys.argv[1:]
 USER_MODEL = "your model file"
+CACHE_LIMIT = 24  # results kept per session (each ~1 MB); older ones are recomputed on demand
+METHOD_NAMES = {"gradcam": "Grad-CAM", "guided_gradcam": "Guided Grad-CAM",
+                "integrated_gradients": "Integrated Gradients", "saliency": "Saliency (gradient)"}
 
 
 @dataclass(frozen=True)
@@ -43,7 +56,7 @@ class Settings:
     device: str
 
 
-# --- cached resources ------------------------------------------------------------------
+# --- cached resources (one per process, shared read-only by every session) -----------------
 
 
 @st.cache_resource(show_spinner="Loading model...")
@@ -51,17 +64,36 @@ def cached_model(name: str, device: str) -> ImageClassifier:
     return load_model(name, device=device)
 
 
-@st.cache_resource(show_spinner="Loading your model file...")
-def cached_user_model(digest: str, data: bytes, suffix: str, device: str) -> ImageClassifier:
+@st.cache_resource(show_spinner="Loading your model file...", max_entries=4)
+def cached_user_model(digest: str, data: bytes, suffix: str, size: int, mean: str, std: str, names: str,
+                      device: str) -> ImageClassifier:
+    info = experiments.user_model_info(size, mean, std, names)
     with tempfile.NamedTemporaryFile(suffix=suffix, delete=False) as handle:
         handle.write(data)
     try:
-        return load_user_model(handle.name, UserModelInfo(), trusted=True, device=device)
+        return load_user_model(handle.name, info, trusted=True, device=device)
     finally:
         Path(handle.name).unlink(missing_ok=True)
 
 
-# --- query parameters ------------------------------------------------------------------
+def remember(name: str, key: tuple, value: Any) -> Any:
+    """Keep ``value`` in this session's cache ``name`` (bounded, oldest dropped first)."""
+    cache = st.session_state.setdefault(name, {})
+    cache[key] = value
+    while len(cache) > CACHE_LIMIT:
+        cache.pop(next(iter(cache)))
+    return value
+
+
+def recall(name: str, key: tuple) -> Any:
+    return st.session_state.get(name, {}).get(key)
+
+
+def one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+# --- query parameters ------------------------------------------------------------------------
 
 
 def query_default(key: str, cast: Any, fallback: Any) -> Any:
@@ -71,29 +103,34 @@ def query_default(key: str, cast: Any, fallback: Any) -> Any:
         return fallback
 
 
-# --- widgets ---------------------------------------------------------------------------
+# --- widgets ---------------------------------------------------------------------------------
 
 
 def image_ui() -> tuple[str, LoadedImage] | None:
-    """Sidebar image source; returns (image id, loaded image) or None after showing an error."""
+    """Sidebar image source; returns (image id, loaded image) or None after showing a message."""
     st.sidebar.header("1. Image")
     gallery = bundled_images()
-    sources = ["bundled photo", "upload"] if gallery else ["upload"]
+    sources = (["bundled photo"] if gallery else []) + ["upload", "camera"]
     source = st.sidebar.radio("source", sources, horizontal=True, key="source")
     if source == "bundled photo":
         names = list(gallery)
         wanted = query_default("image", str, DEFAULT_IMAGE)
         index = names.index(wanted) if wanted in names else (names.index(DEFAULT_IMAGE) if DEFAULT_IMAGE in names else 0)
         name = st.sidebar.selectbox("bundled photo", names, index=index, key="bundled")
-        st.sidebar.caption("Photos and credits: assets/ATTRIBUTION.md")
+        st.sidebar.caption("Real photos with their licences: assets/ATTRIBUTION.md")
         try:
             return f"bundled:{name}", load_bundled(name)
         except ImageLoadError as error:
-            st.error(str(error))
+            st.error(one_line(error))
             return None
-    upload = st.sidebar.file_uploader("upload a photo (PNG, JPEG, WebP, BMP, GIF, TIFF)", key="upload")
+    if source == "upload":
+        upload = st.sidebar.file_uploader("upload a photo (PNG, JPEG, WebP, BMP, GIF, TIFF)", key="upload")
+        hint = "Upload a photo in the sidebar, or switch the source to a bundled photo."
+    else:
+        upload = st.sidebar.camera_input("take a photo", key="camera")
+        hint = "Take a photo with the camera in the sidebar (the browser asks for permission)."
     if upload is None:
-        st.info("Upload a photo in the sidebar, or switch the source to a bundled photo.")
+        st.info(hint)
         return None
     data = upload.getvalue()
     loaded = views.load_upload(upload.name, data)
@@ -102,7 +139,7 @@ def image_ui() -> tuple[str, LoadedImage] | None:
         return None
     for note in loaded.notes:
         st.sidebar.caption(f"note: {note}")
-    return f"upload:{hashlib.sha256(data).hexdigest()[:16]}", loaded
+    return f"{source}:{hashlib.sha256(data).hexdigest()[:16]}", loaded
 
 
 def model_ui() -> tuple[str, bool]:
@@ -122,37 +159,61 @@ def model_ui() -> tuple[str, bool]:
         return name, True
     spec = MODELS[name]
     st.sidebar.caption(spec.description)
+    if not TRUST_UPLOADS:
+        st.sidebar.caption("Auditing your own model file is off on this server (it would run the file's code); "
+                           "start it with SPARSEVIZ_TRUST_MODEL_UPLOADS=1 to allow it.")
     if not spec.weights_available():
         st.sidebar.warning(f"Weights for {name} are not on this machine. To get them: `{spec.how_to_get}`")
         return name, False
     return name, True
 
 
-def user_model_ui(device: str) -> ImageClassifier | None:
+def user_model_ui(device: str) -> tuple[str, ImageClassifier] | None:
+    """Upload of a TorchScript / torch.export classifier with its input size, normalization, class names."""
     st.sidebar.warning(
-        "Loading a TorchScript or torch.export file runs code chosen by its author. "
-        "Only upload files you trust. The model must take 224x224 ImageNet-normalized images "
-        "and output 1000 ImageNet logits."
+        "Loading a TorchScript or torch.export file **runs code chosen by its author**. "
+        "Only upload files you trust."
     )
     upload = st.sidebar.file_uploader("model file (.pt, .ts, .pt2)", type=["pt", "ts", "pt2"], key="model_upload")
+    with st.sidebar.expander("what your model expects", expanded=upload is None):
+        size = st.number_input("input size (pixels, square)", 16, 1024, 224, key="user_size")
+        mean = st.text_input("normalization mean (R, G, B)", "0.485, 0.456, 0.406", key="user_mean")
+        std = st.text_input("normalization std (R, G, B)", "0.229, 0.224, 0.225", key="user_std")
+        names = st.text_area("class names, one per line (empty = the 1000 ImageNet classes)", "", key="user_names")
     if upload is None:
         st.info("Upload a model file in the sidebar.")
         return None
     data = upload.getvalue()
+    digest = hashlib.sha256(data).hexdigest()
     try:
-        return cached_user_model(hashlib.sha256(data).hexdigest(), data, Path(upload.name).suffix, device)
+        model = cached_user_model(digest, data, Path(upload.name).suffix, int(size), mean, std, names, device)
     except (ModelError, ValueError) as error:
-        st.error(" ".join(str(error).split()))
+        st.error(f"Cannot use this model file. {one_line(error)}")
         return None
+    return f"user:{digest[:16]}:{size}:{mean}:{std}:{hashlib.sha256(names.encode()).hexdigest()[:8]}", model
+
+
+def device_ui() -> str | None:
+    """Resolve the device chosen in the form (read from session state: the form renders later)."""
+    choice = st.session_state.get("device", query_default("device", str, "auto"))
+    try:
+        device = str(resolve_device(choice))
+    except ValueError as error:
+        st.sidebar.error(one_line(error))
+        return None
+    gpu = f" ({torch.cuda.get_device_name(0)})" if device.startswith("cuda") else ""
+    st.sidebar.caption(f"computing on **{device}**{gpu}")
+    return device
 
 
 def settings_ui(class_names: list[str], true_label: int) -> tuple[Settings, bool]:
-    """The attack form; returns (settings, submitted)."""
+    """The attack form; returns (settings, submitted). Nothing runs until the button is pressed."""
     with st.sidebar.form("attack_form"):
         st.header("3. Attack")
         weight = st.slider("sparsity weight (higher = fewer pixels, more risk of failing)", 0.1, 4.0,
-                           float(query_default("weight", float, DEFAULTS.sparsity_weight)), 0.1, key="weight")
-        steps = st.number_input("steps", 1, 2000, int(query_default("steps", int, DEFAULTS.steps)), 10, key="steps")
+                           float(query_default("weight", float, DEFAULTS.sparsity_weight)), 0.05, key="weight")
+        steps = st.number_input("steps (at most; most photos stop earlier)", 1, 2000,
+                                int(query_default("steps", int, DEFAULTS.steps)), 10, key="steps")
         seed = st.number_input("seed (same seed, same result)", 0, 2**31 - 1, int(query_default("seed", int, DEFAULTS.seed)),
                                key="seed")
         wanted_target = query_default("target", str, None)
@@ -162,65 +223,81 @@ def settings_ui(class_names: list[str], true_label: int) -> tuple[Settings, bool
         target = st.selectbox("target class (type to search; used when targeted)", choices, index=target_index,
                               key="target")
         devices = ["auto", "cpu", "cuda"]
-        device = st.selectbox("device", devices, index=devices.index(query_default("device", str, "auto"))
-                              if query_default("device", str, "auto") in devices else 0, key="device")
+        wanted_device = query_default("device", str, "auto")
+        device = st.selectbox("device", devices, index=devices.index(wanted_device) if wanted_device in devices else 0,
+                              key="device")
         submitted = st.form_submit_button("Run attack", type="primary", width="stretch")
     settings = Settings(float(weight), int(steps), int(seed), target if mode == "targeted" else None, device)
     return settings, submitted
 
 
-def device_ui() -> str | None:
-    """Resolve the device chosen in the form (read from session state: the form renders later)."""
-    choice = st.session_state.get("device", query_default("device", str, "auto"))
-    try:
-        device = str(resolve_device(choice))
-    except ValueError as error:
-        st.sidebar.error(str(error))
-        return None
-    st.sidebar.caption(f"computing on **{device}**")
-    return device
-
-
 def how_it_works_ui() -> None:
-    with st.expander("How it works"):
+    with st.expander("How it works (for students)"):
         st.markdown(
-            "Each pixel gets a gate $m = \\sigma(a/T)$ (all three channels together) and a colour $v$; "
-            "the adversarial image stays in range by construction:"
+            "An image classifier turns 150,528 numbers (224 x 224 pixels x 3 colours) into a score per class. "
+            "The attack looks for the **fewest pixels** whose new colours make another class win.\n\n"
+            "Each pixel gets a soft on/off gate $m$ (shared by its three colours) and a new colour $v$; "
+            "both stay between 0 and 1, so the attacked image is always a valid picture:"
         )
-        st.latex(r"x' = x + m\,(v - x), \qquad m = \sigma(a / T)")
-        st.latex(r"\text{loss} = \max\big(\text{margin}(x'), -\kappa\big) + \lambda \sum m")
+        st.latex(r"x' = x + m \odot (v - x), \qquad m = \sigma(a / T), \quad v = \sigma(w)")
+        st.latex(r"\min_{a,\,w}\;\; \max\!\big(z_y(x') - \max_{j \ne y} z_j(x'),\; -\kappa\big)"
+                 r" \;+\; \lambda \sum_{\text{pixels}} m")
         st.markdown(
-            "`margin` is the true class's logit minus the best other logit (targeted: best non-target minus "
-            "target), negative exactly when the model is fooled. $\\sum m$ is the relaxed pixel count and "
-            "$\\lambda$ grows with the **sparsity weight**. The final mask is binary, pruned pixel by pixel, "
-            "and every number is measured on the saved 8-bit image."
+            "The first term is the **margin**: the true class's score $z_y$ minus the best other score; it is "
+            "negative exactly when the model is fooled (for a targeted attack: best non-target minus target). "
+            "The second term counts (softly) how many pixels are switched on; $\\lambda$ grows with the "
+            "**sparsity weight**, so a higher weight means fewer pixels but more risk of failing. "
+            "As the temperature $T$ falls the gates become 0 or 1; the final mask is then pruned pixel by pixel.\n\n"
+            "Every number on this page is measured on the saved 8-bit image you can download."
         )
 
 
-# --- results -----------------------------------------------------------------------------
+# --- running things ---------------------------------------------------------------------------
 
 
-def run_attack(model: ImageClassifier, image: torch.Tensor, label: int, settings: Settings) -> AttackResult:
+def run_attack(model: ImageClassifier, image: torch.Tensor, label: int, settings: Settings,
+               status: Any) -> AttackResult:
+    """The sparse attack with a live progress bar and a Stop button.
+
+    Clicking Stop (or any widget) makes Streamlit interrupt the script at its next page
+    update; the progress callback catches that, lets the attack finish its current step
+    and return its best valid result, then hands the interruption back to Streamlit.
+    """
     config = SparseConfig(sparsity_weight=settings.sparsity_weight, steps=settings.steps, seed=settings.seed)
-    bar = st.progress(0.0, text="starting the attack...")
+    with status.container():
+        left, right = st.columns([5, 1], vertical_alignment="center")
+        bar = left.progress(0.0, text="starting the attack...")
+        right.button("Stop", key="stop_attack", width="stretch")
+    interrupted: list[BaseException] = []
 
     def on_progress(info: AttackProgress) -> None:
-        fraction = min(1.0, info.step / max(1, info.total_steps))
-        bar.progress(fraction, text=(
-            f"{info.phase}: step {info.step}/{info.total_steps}, {int(info.current_pixels[0])} pixels selected, "
-            f"true-class confidence {float(info.true_confidence[0]):.1%}"
-        ))
+        if interrupted:
+            return
+        best = int(info.best_pixels[0])
+        try:
+            bar.progress(min(1.0, info.step / max(1, info.total_steps)), text=(
+                f"{info.phase}: step {info.step}/{info.total_steps} | {int(info.current_pixels[0])} pixels selected"
+                f"{f' | best so far {best} px' if best >= 0 else ''} | "
+                f"true-class confidence {float(info.true_confidence[0]):.1%}"
+            ))
+        except _Interrupt as request:
+            interrupted.append(request)
 
     targets = None if settings.target is None else torch.tensor([model.class_index(settings.target)])
-    result = sparse_attack(model, image, torch.tensor([label]), targets=targets, config=config, progress=on_progress)
-    bar.empty()
+    result = sparse_attack(model, image, torch.tensor([label]), targets=targets, config=config, progress=on_progress,
+                           should_stop=lambda: bool(interrupted))
+    if interrupted:
+        st.session_state["partial"] = (run_key(settings), result)
+        raise interrupted[0]
     return result
 
 
-def png_bytes(tensor: torch.Tensor) -> bytes:
-    buffer = io.BytesIO()
-    to_pil(tensor).save(buffer, format="PNG")
-    return buffer.getvalue()
+def run_key(settings: Settings) -> tuple:
+    return (st.session_state.get("image_id"), st.session_state.get("model_id"), settings.sparsity_weight,
+            settings.steps, settings.seed, settings.target, settings.device)
+
+
+# --- result views ----------------------------------------------------------------------------
 
 
 def metrics_ui(result: AttackResult, class_names: list[str]) -> None:
@@ -228,6 +305,8 @@ def metrics_ui(result: AttackResult, class_names: list[str]) -> None:
     if summary["success"]:
         st.success(f"Fooled: **{summary['true_name']}** ({summary['true_confidence']:.1%}) -> "
                    f"**{summary['adv_name']}** ({summary['adv_confidence']:.1%})")
+    elif summary["interrupted"]:
+        st.warning("Stopped before the model was fooled. Press **Run attack** to run it in full.")
     else:
         st.warning("The attack did not fool the model within its steps; try a lower sparsity weight or more steps.")
     columns = st.columns(5)
@@ -236,85 +315,166 @@ def metrics_ui(result: AttackResult, class_names: list[str]) -> None:
     columns[2].metric("l2", f"{summary['l2']:.3f}")
     columns[3].metric("linf", f"{summary['linf']:.3f}")
     columns[4].metric("seconds", f"{summary['seconds']:.1f}")
-    st.caption(f"true class after the attack: {summary['true_confidence_after']:.1%}; "
-               f"{summary['model_calls']} model calls. All numbers are measured on the 8-bit images you can download.")
+    total = result.originals.shape[-1] * result.originals.shape[-2]
+    st.caption(f"{summary['l0_pixels']} of {total:,} pixels ({summary['l0_pixels'] / total:.3%}); "
+               f"true class after the attack: {summary['true_confidence_after']:.1%}; {summary['model_calls']} model "
+               f"calls. All numbers are measured on the 8-bit images you can download.")
 
 
 def results_ui(result: AttackResult, model: ImageClassifier, image_name: str, device: str) -> None:
     metrics_ui(result, model.class_names)
     st.plotly_chart(views.attack_triptych(result.originals[0], result.adversarials[0]), width="stretch",
                     key="triptych")
+    if int(result.l0_pixels[0]):
+        st.plotly_chart(views.pixel_closeups(result.originals[0], result.adversarials[0]), width="stretch",
+                        key="closeups")
     st.plotly_chart(views.top5_bars(result.clean_probs[0], result.adv_probs[0], model.class_names),
                     width="stretch", key="top5_bars")
-    report = build_report(result, model, image_name, device)
+    st.markdown("**Keep it**")
+    try:
+        report = build_report(result, model, image_name, device)
+    except RuntimeError:  # build_report's fixed top-5 fails for models with fewer than 5 classes
+        report = {"image": image_name, **result.summary(0, model.class_names)}
     columns = st.columns(3)
-    columns[0].download_button("adversarial PNG", png_bytes(result.adversarials[0]), "adversarial.png", "image/png",
-                               key="dl_adv")
-    columns[1].download_button("mask PNG", png_bytes(result.pixel_mask[0].float().expand(3, -1, -1)), "mask.png",
-                               "image/png", key="dl_mask")
+    columns[0].download_button("adversarial PNG", views.png_bytes(result.adversarials[0]), "adversarial.png", "image/png",
+                               key="dl_adv", width="stretch")
+    columns[1].download_button("mask PNG", views.png_bytes(result.pixel_mask[0].float().expand(3, -1, -1)), "mask.png",
+                               "image/png", key="dl_mask", width="stretch")
     columns[2].download_button("JSON report", json.dumps(report, indent=2), "report.json", "application/json",
-                               key="dl_json")
+                               key="dl_json", width="stretch")
+    if image_name.startswith("bundled:"):
+        st.caption("The address bar now holds a link that restores this photo, model and settings.")
 
 
 def explanation_ui(model: ImageClassifier, result: AttackResult, key: tuple) -> None:
     if not bool(result.success[0]):
         st.info("Nothing to explain: the attack did not fool the model.")
         return
-    try:
-        from sparseviz import interpret
-    except ImportError as error:
-        st.warning(f"Interpretation unavailable: {error}")
-        return
-    cache = st.session_state.setdefault("explanations", {})
-    if key not in cache:
+    from sparseviz import interpret
+
+    methods = [m for m in interpret.METHODS if model.cam_layer is not None or "gradcam" not in m]
+    method = st.selectbox("attribution method (Captum)", methods, format_func=lambda m: METHOD_NAMES.get(m, m),
+                          key="method")
+    explain_key = (*key, method)
+    explanation = recall("explanations", explain_key)
+    if explanation is None:
         try:
-            with st.spinner("Computing attribution maps and ablations..."):
-                cache[key] = interpret.explain(model, result, 0, method="gradcam")
-        except (ValueError, ModelError) as error:
-            st.warning(f"Interpretation unavailable: {' '.join(str(error).split())}")
+            with st.spinner(f"Computing {METHOD_NAMES.get(method, method)} maps and pixel ablations..."):
+                explanation = remember("explanations", explain_key, interpret.explain(model, result, 0, method=method))
+        except Exception as error:  # noqa: BLE001 - an attribution failure is a message, not a crash
+            st.error(f"Interpretation failed: {one_line(error)}")
             return
-    explanation = cache[key]
-    for warning in views.field(explanation, "warnings", default=()) or ():
+    for warning in explanation.warnings:
         st.warning(warning)
     st.markdown(
+        "The four maps share **one colour scale**, so brighter means more evidence in every panel. "
         "**Obscuring** pixels hide evidence for the true class (reverting one brings the true class back); "
         "**leading** pixels add evidence for the adversarial class (reverting one lowers it)."
     )
-    maps = views.field(explanation, "maps", default={}) or {}
-    if maps:
-        st.plotly_chart(views.maps_grid(maps, explanation.vmin, explanation.vmax, explanation.pixels),
+    if explanation.maps:
+        st.plotly_chart(views.maps_grid(explanation.maps, explanation.vmin, explanation.vmax, explanation.pixels),
                         width="stretch", key="maps")
-    st.plotly_chart(views.pixels_by_kind(result.adversarials[0], explanation.pixels), width="stretch",
-                    key="kinds")
-    st.dataframe(views.pixel_table(explanation.pixels), width="stretch", hide_index=True)
-    st.plotly_chart(views.ablation_bars(explanation.ablation), width="stretch", key="ablation")
-    st.caption(f"explained in {explanation.seconds:.1f} s")
+    left, right = st.columns([2, 3])
+    with left:
+        st.plotly_chart(views.pixels_by_kind(result.adversarials[0], explanation.pixels), width="stretch",
+                        key="kinds")
+    with right:
+        st.plotly_chart(views.ablation_bars(explanation.ablation), width="stretch", key="ablation")
+    st.dataframe(views.pixel_table(explanation.pixels), width="stretch", hide_index=True, key="pixel_table")
+    st.caption(f"explained in {explanation.seconds:.1f} s; kinds from the causal view (revert one pixel, "
+               f"re-classify); 'views agree' compares it with the attribution maps.")
 
 
-def compare_ui(model: ImageClassifier, result: AttackResult, image: torch.Tensor, label: int, key: tuple) -> None:
-    st.markdown("A dense attack (PGD, l-inf 4/255) changes almost every pixel a little; the sparse one changes "
-                "a few pixels a lot.")
-    cache = st.session_state.setdefault("comparisons", {})
-    if key not in cache:
-        if not st.button("Run PGD on the same image", key="run_pgd"):
-            return
-        with st.spinner("Running PGD..."):
-            cache[key] = pgd(model, image, torch.tensor([label]), targets=result.targets, config=PGDConfig())
-    dense = cache[key]
-    rows = []
-    for name, res in (("sparse (sparseviz)", result), ("PGD (dense)", dense)):
-        s = res.summary(0, model.class_names)
-        rows.append({"attack": name, "fooled": s["success"], "pixels changed": s["l0_pixels"],
-                     "channel entries": s["l0_entries"], "l2": round(s["l2"], 3), "linf": round(s["linf"], 4),
-                     "adversarial class": s["adv_name"], "seconds": round(s["seconds"], 2)})
-    st.dataframe(rows, width="stretch", hide_index=True)
-    st.plotly_chart(views.compare_bars(rows), width="stretch", key="compare_bars")
-    st.plotly_chart(views.attack_triptych(dense.originals[0], dense.adversarials[0],
-                                          titles=("clean", "PGD perturbation (amplified)", "PGD adversarial")),
-                    width="stretch", key="pgd_triptych")
+def compare_ui(model: ImageClassifier, result: AttackResult, image: torch.Tensor, label: int, key: tuple,
+               settings: Settings) -> None:
+    st.subheader("Dense vs sparse")
+    st.markdown("A dense attack (PGD, l-inf 4/255) changes almost **every pixel a little**; the sparse one changes "
+                "**a few pixels a lot**.")
+    dense = recall("comparisons", key)
+    if dense is None and st.button("Run PGD on the same image", key="run_pgd"):
+        try:
+            with st.spinner("Running PGD..."):
+                dense = remember("comparisons", key, pgd(model, image, torch.tensor([label]), targets=result.targets,
+                                                         config=PGDConfig()))
+        except Exception as error:  # noqa: BLE001
+            st.error(f"PGD failed: {one_line(error)}")
+    if dense is not None:
+        rows = []
+        for name, res in (("sparse (sparseviz)", result), ("PGD (dense)", dense)):
+            s = res.summary(0, model.class_names)
+            rows.append({"attack": name, "fooled": s["success"], "pixels changed": s["l0_pixels"],
+                         "channel entries": s["l0_entries"], "l2": round(s["l2"], 3), "linf": round(s["linf"], 4),
+                         "adversarial class": s["adv_name"], "seconds": round(s["seconds"], 2)})
+        st.dataframe(rows, width="stretch", hide_index=True, key="compare_table")
+        left, right = st.columns([1, 2])
+        left.plotly_chart(views.compare_bars(rows), width="stretch", key="compare_bars")
+        right.plotly_chart(views.attack_triptych(dense.originals[0], dense.adversarials[0],
+                                                 titles=("clean", "PGD perturbation (amplified)", "PGD adversarial")),
+                           width="stretch", key="pgd_triptych")
+
+    st.subheader("Sparsity weight sweep")
+    weights = experiments.DEFAULT_SWEEP
+    st.markdown(f"The same attack (same steps, seed and goal) at weights {', '.join(f'{w:g}' for w in weights)}, "
+                "one after another: how many pixels each needs and how confident the fooled model is.")
+    sweep_key = (*key[:2], *key[3:], weights)  # every setting except the weight itself
+    points = recall("sweeps", sweep_key)
+    if points is None and st.button(f"Run the sweep ({len(weights)} attacks)", key="run_sweep"):
+        bar = st.progress(0.0, text="sweeping...")
+        target = None if settings.target is None else model.class_index(settings.target)
+        config = SparseConfig(steps=settings.steps, seed=settings.seed)
+        try:
+            points = remember("sweeps", sweep_key, experiments.sparsity_sweep(
+                model, image, label, weights, target=target, config=config,
+                on_point=lambda i, p: bar.progress((i + 1) / len(weights),
+                                                   text=f"weight {p.sparsity_weight:g}: {p.pixels} pixels"),
+            ))
+        except Exception as error:  # noqa: BLE001
+            st.error(f"The sweep failed: {one_line(error)}")
+        bar.empty()
+    if points is not None:
+        st.plotly_chart(views.sweep_figure(points), width="stretch", key="sweep_figure")
+        st.dataframe(views.sweep_table(points), width="stretch", hide_index=True, key="sweep_table")
 
 
-# --- page ----------------------------------------------------------------------------------
+def transfer_ui(model_id: str, model: ImageClassifier, result: AttackResult, key: tuple, device: str) -> None:
+    st.markdown("Does the same adversarial image (8-bit, as downloaded) fool the **other** models on this machine? "
+                "Sparse attacks are usually tuned to one network, so they often do not transfer.")
+    if not bool(result.success[0]):
+        st.info("Nothing to transfer: the attack did not fool this model.")
+        return
+    others = [name for name, spec in MODELS.items() if name != model_id and spec.weights_available()]
+    missing = [name for name, spec in MODELS.items() if name != model_id and not spec.weights_available()]
+    if missing:
+        st.caption(f"Not installed here (skipped): {', '.join(missing)}.")
+    if not others:
+        st.info("No other model has its weights on this machine.")
+        return
+    rows = recall("transfers", key)
+    if rows is None and st.button(f"Check on {len(others)} other model(s): {', '.join(others)}", key="run_transfer"):
+        try:
+            with st.spinner("Loading the other models and classifying..."):
+                rows = remember("transfers", key, experiments.transfer(
+                    result, {name: cached_model(name, device) for name in others}))
+        except Exception as error:  # noqa: BLE001
+            st.error(f"The transfer check failed: {one_line(error)}")
+    if rows is not None:
+        st.dataframe(views.transfer_table(rows), width="stretch", hide_index=True, key="transfer_table")
+
+
+def clean_ui(image: torch.Tensor, clean: torch.Tensor, model: ImageClassifier) -> None:
+    left, right = st.columns([1, 3])
+    left.image(to_pil(image[0]), caption=f"model input ({model.input_size}x{model.input_size}, 8-bit)",
+               width="stretch")
+    right.subheader(f"What {getattr(model, 'name', 'the model')} sees: top-5")
+    right.dataframe(
+        [{"class": r["class"], "probability": r["probability"]} for r in views.top5_frame(clean, model.class_names)],
+        hide_index=True, width="stretch", key="clean_top5",
+        column_config={"probability": st.column_config.ProgressColumn("probability", format="percent",
+                                                                      min_value=0.0, max_value=1.0)},
+    )
+
+
+# --- page --------------------------------------------------------------------------------------
 
 
 def main() -> None:
@@ -334,52 +494,66 @@ def main() -> None:
         return
     image_id, loaded = picked
     try:
-        model = user_model_ui(device) if model_name == USER_MODEL else cached_model(model_name, device)
+        if model_name == USER_MODEL:
+            loaded_user = user_model_ui(device)
+            if loaded_user is None:
+                return
+            model_id, model = loaded_user
+        else:
+            model_id, model = model_name, cached_model(model_name, device)
     except (ModelError, ValueError) as error:
-        st.error(" ".join(str(error).split()))
+        st.error(one_line(error))
         return
-    if model is None:
-        return
+    st.session_state["image_id"], st.session_state["model_id"] = image_id, model_id
 
     image = model.preprocess(to_tensor(loaded.image))[None]
     clean = model.predict_proba(image)[0].cpu()
     label = int(clean.argmax())
     settings, submitted = settings_ui(model.class_names, label)
+    clean_ui(image, clean, model)
 
-    left, right = st.columns([1, 3])
-    left.image(to_pil(image[0]), caption=f"model input ({model.input_size}x{model.input_size}, 8-bit)",
-               width="stretch")
-    right.subheader("Clean top-5")
-    right.dataframe([{"class": r["class"], "probability": f"{r['probability']:.1%}"}
-                     for r in views.top5_frame(clean, model.class_names)], hide_index=True, width="stretch")
-
-    key = (image_id, getattr(model, "name", model_name), settings.sparsity_weight, settings.steps, settings.seed,
-           settings.target, device)
-    results = st.session_state.setdefault("results", {})
+    key = run_key(settings)
+    status = st.empty()  # progress bar + Stop while running, one line otherwise: the tabs below never move
     if submitted:
         st.query_params.from_dict({k: str(v) for k, v in {
             "image": image_id.split(":", 1)[1] if image_id.startswith("bundled:") else None,
-            "model": model_name, "weight": settings.sparsity_weight, "steps": settings.steps,
-            "seed": settings.seed, "target": settings.target, "device": settings.device,
+            "model": model_name if model_name != USER_MODEL else None, "weight": settings.sparsity_weight,
+            "steps": settings.steps, "seed": settings.seed, "target": settings.target, "device": settings.device,
         }.items() if v is not None})
-        if key not in results:
+        if recall("results", key) is None:
             try:
-                results[key] = run_attack(model, image, label, settings)
-            except ValueError as error:
-                st.error(" ".join(str(error).split()))
+                remember("results", key, run_attack(model, image, label, settings, status))
+            except Exception as error:  # noqa: BLE001 - a failed attack is a message; the app keeps serving
+                st.error(f"The attack failed: {one_line(error)}")
                 return
         st.session_state["last_key"] = key
-    if st.session_state.get("last_key") != key or key not in results:
-        st.info("Set the attack in the sidebar and press **Run attack**.")
+    result = recall("results", key)
+    partial = st.session_state.get("partial")
+    if result is None and partial is not None and partial[0] == key and st.session_state.get("last_key") != key:
+        result = partial[1]  # stopped by the user: show the best valid result found so far
+        key = (*key, "stopped")  # its explanation/comparisons must not be reused for a full run
+        if bool(result.success[0]):  # (a stop before any success is said once, by the result view)
+            status.warning("Stopped early: showing the best valid result found before you pressed Stop. "
+                           "Press **Run attack** to run it in full.")
+        else:
+            status.caption(f"Stopped by you after {result.seconds:.1f} s, before the model was fooled; "
+                           "press Run attack to run it in full.")
+    elif result is None or st.session_state.get("last_key") != key:
+        status.info("Set the attack in the sidebar and press **Run attack**.")
         return
-    result = results[key]
-    tab_result, tab_why, tab_compare = st.tabs(["Result", "Why it works", "Compare"])
+    else:
+        target = f"target {settings.target}" if settings.target else "untargeted"
+        status.caption(f"Result for {image_id.split(':', 1)[-1]} on {model_id}: sparsity weight "
+                       f"{settings.sparsity_weight:g}, {settings.steps} steps, seed {settings.seed}, {target}, {device}.")
+    tab_result, tab_why, tab_compare, tab_transfer = st.tabs(["Result", "Why it works", "Compare", "Transfer"])
     with tab_result:
         results_ui(result, model, image_id, device)
     with tab_why:
         explanation_ui(model, result, key)
     with tab_compare:
-        compare_ui(model, result, image, label, key)
+        compare_ui(model, result, image, label, key, settings)
+    with tab_transfer:
+        transfer_ui(model_id, model, result, key, device)
 
 
 main()

@@ -14,7 +14,8 @@ import torch
 from plotly.subplots import make_subplots
 
 # One colour per obscuring/leading kind, used for markers and bars alike.
-KIND_COLOURS = {"obscuring": "#1f77b4", "leading": "#d62728", "both": "#9467bd", "neither": "#7f7f7f"}
+# Saturated so that a 16 px ring reads on fur, sky and skin alike (and on a projector).
+KIND_COLOURS = {"obscuring": "#00a2ff", "leading": "#ff2d2d", "both": "#ff00e6", "neither": "#ffd400"}
 RING_COLOUR = "#00e5ff"  # cyan rings show on both light and dark photo regions
 
 
@@ -57,7 +58,7 @@ def _ring_trace(pixels: Sequence[Mapping[str, Any]], name: str, colour: str = RI
         x=[p["x"] for p in pixels],
         y=[p["y"] for p in pixels],
         mode="markers",
-        marker=dict(symbol="circle-open", size=16, color=colour, line=dict(width=2.5)),
+        marker=dict(symbol="circle-open", size=16, color=colour, line=dict(width=3)),
         name=name,
         showlegend=show_legend,
         customdata=[[*p["before"], *p["after"]] for p in pixels],
@@ -92,7 +93,7 @@ def attack_triptych(original: torch.Tensor, adversarial: torch.Tensor, *, titles
 
 def top5_frame(probs: torch.Tensor, class_names: Sequence[str], k: int = 5) -> list[dict[str, Any]]:
     """Rows {class, probability} for the k most probable classes of one probability vector."""
-    values, indices = probs.detach().cpu().topk(k)
+    values, indices = probs.detach().cpu().topk(min(k, probs.numel()))  # a user model may have < k classes
     return [{"class": class_names[int(i)], "index": int(i), "probability": float(v)} for v, i in zip(values, indices)]
 
 
@@ -212,6 +213,113 @@ def compare_bars(rows: Sequence[Mapping[str, Any]]) -> go.Figure:
     figure.update_layout(height=300, margin=dict(l=0, r=0, t=40, b=0), yaxis=dict(type="log", title="pixels changed"),
                          title="pixels changed (log scale)")
     return figure
+
+
+def pixel_closeups(original: torch.Tensor, adversarial: torch.Tensor, *, radius: int = 5,
+                   max_pixels: int = 8) -> go.Figure:
+    """Zoomed insets: a (2r+1)-pixel crop around each changed pixel, before (top) and after (bottom).
+
+    A 224x224 image shrinks each pixel below one screen pixel; here each is ~10 screen
+    pixels wide, framed, with its RGB values on hover. Shows the ``max_pixels`` pixels
+    with the largest change.
+    """
+    pixels = changed_pixels(original, adversarial)
+    pixels.sort(key=lambda p: -sum(abs(a - b) for a, b in zip(p["before"], p["after"])))
+    pixels = pixels[:max_pixels]
+    if not pixels:
+        figure = go.Figure()
+        figure.update_layout(height=80, title="no changed pixels", margin=dict(l=0, r=0, t=40, b=0))
+        return figure
+    before, after = to_uint8_hwc(original), to_uint8_hwc(adversarial)
+    height, width = before.shape[:2]
+    side = 2 * radius + 1
+    titles = [f"(y={p['y']}, x={p['x']})" for p in pixels] + [""] * len(pixels)
+    figure = make_subplots(rows=2, cols=len(pixels), subplot_titles=titles, horizontal_spacing=0.01,
+                           vertical_spacing=0.04, row_titles=["before", "after"])
+    for column, p in enumerate(pixels, start=1):
+        top = min(max(p["y"] - radius, 0), max(height - side, 0))
+        left = min(max(p["x"] - radius, 0), max(width - side, 0))
+        for row, panel in enumerate((before, after), start=1):
+            crop = panel[top:top + side, left:left + side]
+            figure.add_trace(go.Image(z=crop, x0=left, y0=top, dx=1, dy=1,
+                                      hovertemplate="(y=%{y}, x=%{x}) RGB %{z}<extra></extra>"), row=row, col=column)
+            figure.add_shape(type="rect", x0=p["x"] - 0.5, x1=p["x"] + 0.5, y0=p["y"] - 0.5, y1=p["y"] + 0.5,
+                             line=dict(color=RING_COLOUR, width=2), row=row, col=column)
+            figure.update_xaxes(visible=False, range=[left - 0.5, left + side - 0.5], row=row, col=column)
+            figure.update_yaxes(visible=False, range=[top + side - 0.5, top - 0.5], row=row, col=column)
+    figure.update_layout(height=300 if len(pixels) <= 4 else 240, margin=dict(l=0, r=30, t=40, b=0),
+                         title=dict(text=f"close-up of the {len(pixels)} most changed pixels", x=0))
+    figure.update_annotations(font_size=11)
+    return figure
+
+
+def sweep_figure(points: Sequence[Any]) -> go.Figure:
+    """Pixels (bars) and adversarial confidence (line) per sparsity weight; failures marked on the axis."""
+    weights = [f"{float(field(p, 'sparsity_weight')):g}" for p in points]
+    success = [bool(field(p, "success")) for p in points]
+    figure = make_subplots(specs=[[{"secondary_y": True}]])
+    figure.add_trace(go.Bar(
+        x=weights, y=[int(field(p, "pixels")) if ok else 0 for p, ok in zip(points, success)],
+        text=[str(int(field(p, "pixels"))) if ok else "failed" for p, ok in zip(points, success)],
+        textposition="outside", name="pixels changed", marker_color=["#e45756" if ok else "#c9ccd3" for ok in success],
+    ), secondary_y=False)
+    figure.add_trace(go.Scatter(
+        x=weights, y=[float(field(p, "adv_confidence")) if ok else None for p, ok in zip(points, success)],
+        mode="lines+markers", name="adversarial-class confidence", line=dict(color="#4c78a8", width=3),
+    ), secondary_y=True)
+    figure.add_trace(go.Scatter(
+        x=weights, y=[float(field(p, "true_prob_after")) for p in points], mode="lines+markers",
+        name="true-class probability after", line=dict(color="#4c78a8", width=2, dash="dot"),
+    ), secondary_y=True)
+    top = max([int(field(p, "pixels")) for p in points] + [1])
+    figure.update_layout(height=360, margin=dict(l=0, r=0, t=40, b=0), title="sparsity weight sweep",
+                         legend=dict(orientation="h", y=-0.2), bargap=0.35)
+    figure.update_xaxes(title="sparsity weight", type="category")
+    figure.update_yaxes(title="pixels changed", range=[0, top * 1.25], secondary_y=False)
+    figure.update_yaxes(title="probability", range=[0, 1], tickformat=".0%", secondary_y=True, showgrid=False)
+    return figure
+
+
+def sweep_table(points: Sequence[Any]) -> list[dict[str, Any]]:
+    return [{
+        "sparsity weight": float(field(p, "sparsity_weight")),
+        "fooled": bool(field(p, "success")),
+        "pixels changed": int(field(p, "pixels")),
+        "channel entries": int(field(p, "entries")),
+        "adversarial confidence": round(float(field(p, "adv_confidence")), 4),
+        "true-class probability after": round(float(field(p, "true_prob_after")), 4),
+        "seconds": round(float(field(p, "seconds")), 2),
+    } for p in points]
+
+
+def transfer_table(rows: Sequence[Any]) -> list[dict[str, Any]]:
+    """One row per other model: its clean and adversarial prediction and whether it was fooled."""
+    def verdict(fooled: Any) -> str:
+        return "n/a" if fooled is None else ("yes" if fooled else "no")
+
+    def percent(value: Any) -> str:
+        return "" if value is None else f"{float(value):.1%}"
+
+    return [{
+        "model": field(r, "model"),
+        "fooled too": verdict(field(r, "fooled")),
+        "clean prediction": field(r, "clean_name") or "",
+        "adversarial prediction": field(r, "adv_name") or "",
+        "true class, clean": percent(field(r, "true_prob_clean")),
+        "true class, adversarial": percent(field(r, "true_prob_adv")),
+        "note": field(r, "note") or "",
+    } for r in rows]
+
+
+def png_bytes(image: torch.Tensor) -> bytes:
+    """A (3, H, W) image in [0, 1] as lossless PNG bytes: exactly the 8-bit values every number was measured on."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(to_uint8_hwc(image), mode="RGB").save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def load_upload(name: str, data: bytes) -> Any:

@@ -30,6 +30,14 @@ def _metric(at, label: str) -> str:
     raise AssertionError(f"no metric {label!r}; have {[m.label for m in at.metric]}")
 
 
+def _table(at, column: str):
+    """The first dataframe with this column (AppTest does not expose dataframe keys)."""
+    for frame in at.dataframe:
+        if column in frame.value.columns:
+            return frame.value
+    raise AssertionError(f"no table with column {column!r}")
+
+
 def _submit(at):
     buttons = [b for b in at.button if b.label == "Run attack"]
     assert buttons, "no Run attack button"
@@ -162,6 +170,31 @@ def test_model_upload_only_when_trusted(monkeypatch):
     assert not at.exception, at.exception
     assert any("runs code chosen by its author" in w.value for w in at.sidebar.warning)
 
+    # a scripted tiny classifier with its own input size, normalization and class names
+    import io
+
+    from conftest import TinyNet
+
+    torch.manual_seed(0)
+    buffer = io.BytesIO()
+    torch.jit.save(torch.jit.script(TinyNet(3).eval()), buffer)
+    at.text_input(key="user_mean").set_value("0.5, 0.5, 0.5")
+    at.text_input(key="user_std").set_value("0.25, 0.25, 0.25")
+    at.number_input(key="user_size").set_value(32)
+    at.text_area(key="user_names").set_value("apple\nbanana\ncherry")
+    at.file_uploader(key="model_upload").upload("mine.pt", buffer.getvalue()).run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert set(_table(at, "probability")["class"]) == {"apple", "banana", "cherry"}
+    _submit(at)
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert int(_metric(at, "pixels changed")) >= 0
+    # a file that is not a model is a message
+    at.file_uploader(key="model_upload").upload("junk.pt", b"not a model").run()
+    assert not at.exception, at.exception
+    assert any("Cannot use this model file" in e.value for e in at.error)
+
 
 @pytest.mark.slow
 def test_two_sessions_at_once_each_get_their_own_correct_result(real_model):
@@ -184,3 +217,77 @@ def test_two_sessions_at_once_each_get_their_own_correct_result(real_model):
         label = real_model.predict_proba(image).argmax(1)
         expected = sparse_attack(real_model, image, label, config=SparseConfig(steps=STEPS, seed=1))
         assert int(value) == int(expected.l0_pixels[0]), photo
+
+
+@pytest.mark.slow
+def test_bad_uploads_in_the_page_are_errors_not_exceptions(tmp_path):
+    """Hostile files through the real file_uploader: an st.error each, never an exception."""
+    cases = [c for c in build_corpus(tmp_path) if c.path.is_file() and not c.loads][:6]
+    assert cases
+    at = _app().run()
+    at.radio(key="source").set_value("upload").run()
+    assert any("Upload a photo" in i.value for i in at.info)
+    for case in cases:
+        at.file_uploader(key="upload").upload(case.path.name, case.path.read_bytes()).run()
+        assert not at.exception, (case.name, at.exception)
+        errors = [e.value for e in at.error]
+        assert errors and errors[0].startswith("Cannot use this file."), (case.name, errors)
+        assert "Traceback" not in errors[0]
+    # the page still serves: a good photo afterwards shows its top-5
+    good = load_bundled("coffee")
+    import io
+
+    buffer = io.BytesIO()
+    good.image.save(buffer, format="PNG")
+    at.file_uploader(key="upload").upload("coffee.png", buffer.getvalue(), "image/png").run()
+    assert not at.exception and not at.error
+    assert len(_table(at, "probability")) == 5
+
+
+@pytest.mark.slow
+def test_camera_photo_is_classified():
+    import io
+
+    buffer = io.BytesIO()
+    load_bundled("chelsea").image.save(buffer, format="JPEG", quality=92)
+    at = _app().run()
+    at.radio(key="source").set_value("camera").run()
+    assert not at.exception and any("camera" in i.value for i in at.info)
+    at.camera_input(key="camera").upload("photo.jpg", buffer.getvalue()).run()
+    assert not at.exception, at.exception
+    assert "cat" in " ".join(_table(at, "probability")["class"])
+
+
+@pytest.mark.slow
+def test_sweep_and_transfer_tabs(real_model):
+    """The sweep's weight-1 point is the main run (same steps and seed); transfer fills one row per model."""
+    from sparseviz.models import MODELS
+
+    at = _app().run()
+    at.number_input(key="steps").set_value(STEPS)
+    _submit(at)
+    assert not at.exception, at.exception
+    shown = int(_metric(at, "pixels changed"))
+    at.button(key="run_sweep").click().run()
+    assert not at.exception, at.exception
+    sweep = _table(at, "sparsity weight")
+    assert list(sweep["sparsity weight"]) == [0.25, 0.5, 1.0, 2.0, 4.0]
+    assert int(sweep.loc[sweep["sparsity weight"] == 1.0, "pixels changed"].iloc[0]) == shown
+    others = [n for n, s in MODELS.items() if n != "efficientnet_lite0" and s.weights_available()]
+    if others:
+        at.button(key="run_transfer").click().run()
+        assert not at.exception, at.exception
+        assert list(_table(at, "fooled too")["model"]) == others
+
+
+@pytest.mark.slow
+def test_attribution_method_is_selectable():
+    at = _app().run()
+    at.number_input(key="steps").set_value(STEPS)
+    _submit(at)
+    assert not at.exception, at.exception
+    assert at.selectbox(key="method").value == "gradcam"
+    at.selectbox(key="method").set_value("saliency").run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert at.get("plotly_chart") and len(_table(at, "kind")) == int(_metric(at, "pixels changed"))

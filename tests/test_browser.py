@@ -1,7 +1,7 @@
 """A real Chromium against `streamlit run app.py`: run, look at the results, break an upload.
 
 Writes test-artifacts/browser_timing.txt and screenshots result.png, interpretation.png,
-bad_upload.png. Needs Debian's chromium (/usr/bin/chromium) and the playwright package.
+compare.png, running.png (progress bar + Stop), stopped.png, bad_upload.png. Needs Debian's chromium (/usr/bin/chromium) and the playwright package.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def test_browser_run_explain_and_bad_upload(server, tmp_path):
             page.goto(server, wait_until="domcontentloaded")
             run = page.get_by_role("button", name="Run attack")
             run.wait_for(timeout=RESULT_TIMEOUT_MS)
-            page.get_by_text("Clean top-5").wait_for(timeout=RESULT_TIMEOUT_MS)
+            page.get_by_text("sees: top-5").wait_for(timeout=RESULT_TIMEOUT_MS)
             run.click()
             page.get_by_text("pixels changed").first.wait_for(timeout=RESULT_TIMEOUT_MS)
             page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
@@ -107,6 +107,23 @@ def test_browser_run_explain_and_bad_upload(server, tmp_path):
             page.get_by_text("group ablation").first.wait_for(timeout=60_000)
             assert page.locator('[data-testid="stException"]').count() == 0
             _screenshot(page, "interpretation.png")
+
+            page.get_by_role("tab", name="Compare").click()
+            page.get_by_role("button", name="Run PGD on the same image").click()
+            page.get_by_text("PGD adversarial").first.wait_for(timeout=RESULT_TIMEOUT_MS)
+            assert page.locator('[data-testid="stException"]').count() == 0
+            _screenshot(page, "compare.png", height=1900)
+
+            # a slow (targeted) run, stopped from the page: the best valid result so far is shown
+            page.get_by_text("targeted", exact=True).click()
+            page.get_by_role("button", name="Run attack").click()
+            stop = page.locator(".st-key-stop_attack button")
+            stop.wait_for(timeout=RESULT_TIMEOUT_MS)
+            _screenshot(page, "running.png", height=1100)
+            stop.click()
+            page.get_by_text("Stopped", exact=False).first.wait_for(timeout=60_000)
+            assert page.locator('[data-testid="stException"]').count() == 0
+            _screenshot(page, "stopped.png", height=1400)
 
             junk = tmp_path / "holiday.png"
             junk.write_bytes(b"this is not a picture\n" * 50)

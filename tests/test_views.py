@@ -110,3 +110,53 @@ def test_ablation_bars_grouped():
 def test_load_upload_returns_one_line_error():
     message = views.load_upload("junk.png", b"\x00\x01not an image at all" * 10)
     assert isinstance(message, str) and "\n" not in message and message.startswith("junk.png:")
+
+
+def test_closeups_frame_each_changed_pixel_before_and_after():
+    original, adversarial = _pair()
+    figure = views.pixel_closeups(original, adversarial, radius=2)
+    assert sum(t.type == "image" for t in figure.data) == 4  # 2 pixels x (before, after)
+    frames = [(s.x0 + 0.5, s.y0 + 0.5) for s in figure.layout.shapes]
+    assert sorted(frames) == sorted([(3, 2), (3, 2), (7, 5), (7, 5)])
+    assert views.pixel_closeups(original, original).layout.title.text == "no changed pixels"
+
+
+def test_closeups_keep_the_largest_changes():
+    original, adversarial = _pair()
+    figure = views.pixel_closeups(original, adversarial, max_pixels=1)
+    assert [(s.x0 + 0.5, s.y0 + 0.5) for s in figure.layout.shapes] == [(3, 2), (3, 2)]  # (2,3) moved 410 levels
+
+
+def test_sweep_figure_marks_failures():
+    from sparseviz.experiments import SweepPoint
+
+    points = [SweepPoint(w, ok, px, px * 3, 1, conf, 0.1, 1.0, False)
+              for w, ok, px, conf in ((0.5, True, 9, 0.8), (1.0, True, 4, 0.6), (4.0, False, 0, 0.5))]
+    figure = views.sweep_figure(points)
+    bars = figure.data[0]
+    assert list(bars.text) == ["9", "4", "failed"] and list(bars.y) == [9, 4, 0]
+    assert figure.data[1].y[2] is None  # no confidence plotted for a failed weight
+    assert [r["fooled"] for r in views.sweep_table(points)] == [True, True, False]
+
+
+def test_transfer_table_verdicts():
+    from sparseviz.experiments import TransferRow
+
+    rows = [TransferRow("a", 1, "cat", 2, "dog", 0.9, 0.1, True, ""),
+            TransferRow("b", 1, "cat", 1, "cat", 0.9, 0.8, False, ""),
+            TransferRow("c", 3, "fox", 3, "fox", 0.1, 0.1, None, "already disagrees on the clean image")]
+    table = views.transfer_table(rows)
+    assert [r["fooled too"] for r in table] == ["yes", "no", "n/a"]
+    assert table[0]["true class, clean"] == "90.0%"
+
+
+def test_png_bytes_are_the_measured_8bit_values():
+    import io
+
+    from PIL import Image
+
+    original, adversarial = _pair()
+    data = views.png_bytes(adversarial)
+    decoded = np.asarray(Image.open(io.BytesIO(data)))
+    assert np.array_equal(decoded, views.to_uint8_hwc(adversarial))
+    assert decoded[2, 3].tolist() == [255, 0, 0]

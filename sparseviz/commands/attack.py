@@ -49,8 +49,8 @@ def build_report(result: AttackResult, model: ImageClassifier, image_name: str, 
     report["device"] = device
     report["params"] = result.params
     report["changed_pixels"] = changed_pixels(result, index)
-    top_before = result.clean_probs[index].topk(5)
-    top_after = result.adv_probs[index].topk(5)
+    top_before = result.clean_probs[index].topk(min(5, model.num_classes))
+    top_after = result.adv_probs[index].topk(min(5, model.num_classes))
     report["top5_before"] = [[model.class_names[i], float(p)] for p, i in zip(*top_before)]
     report["top5_after"] = [[model.class_names[i], float(p)] for p, i in zip(*top_after)]
     return report
