@@ -16,20 +16,39 @@ from ..images import load_image, save_png, to_tensor
 from ..models import DEFAULT_MODEL, ImageClassifier, load_model
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    defaults = SparseConfig()
-    parser = subparsers.add_parser("attack", help="change as few pixels as possible to fool the model")
+def add_photo_arguments(parser: argparse.ArgumentParser, out_help: str) -> None:
+    """The arguments every one-photo command shares (attack, explain)."""
     parser.add_argument("image", help="an image file (PNG, JPEG, WebP, BMP, GIF, TIFF)")
-    parser.add_argument("--out", required=True, type=Path, help="folder for original.png, adversarial.png, mask.png, report.json")
+    parser.add_argument("--out", required=True, type=Path, help=out_help)
     parser.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME", help=f"a name from `sparseviz models` (default {DEFAULT_MODEL})")
     parser.add_argument("--target", help="targeted attack: a class index or name (default: untargeted)")
     parser.add_argument("--label", help="the true class (index or name); default: the model's clean prediction")
+    parser.add_argument("--seed", type=int, default=SparseConfig().seed, help="same seed, same result (default 0)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+
+
+def load_photo(args: argparse.Namespace) -> tuple[ImageClassifier, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Model, preprocessed image (1, 3, H, W), label and optional target from the shared arguments."""
+    loaded = load_image(args.image)
+    for note in loaded.notes:
+        print(f"note: {note}")
+    model = load_model(args.model, device=args.device)
+    image = model.preprocess(to_tensor(loaded.image))[None]
+    label = model.class_index(args.label) if args.label is not None else int(model.predict_proba(image).argmax())
+    target = None if args.target is None else model.class_index(args.target)
+    if target is not None and target == label:
+        raise ValueError(f"the target class {target} ({model.class_names[target]}) is already the true class.")
+    return model, image, torch.tensor([label]), None if target is None else torch.tensor([target])
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    defaults = SparseConfig()
+    parser = subparsers.add_parser("attack", help="change as few pixels as possible to fool the model")
+    add_photo_arguments(parser, "folder for original.png, adversarial.png, mask.png, report.json")
     parser.add_argument("--sparsity-weight", type=float, default=defaults.sparsity_weight,
                         help=f"higher = fewer pixels, more risk of failing (default {defaults.sparsity_weight})")
     parser.add_argument("--steps", type=int, default=defaults.steps, help=f"optimisation steps (default {defaults.steps})")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="same seed, same result (default 0)")
     parser.add_argument("--max-seconds", type=float, default=None, help="stop after this long and report what was found")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run)
 
@@ -60,16 +79,7 @@ def run(args: argparse.Namespace) -> int:
     config = SparseConfig(
         sparsity_weight=args.sparsity_weight, steps=args.steps, seed=args.seed, max_seconds=args.max_seconds
     )
-    loaded = load_image(args.image)
-    for note in loaded.notes:
-        print(f"note: {note}")
-    model = load_model(args.model, device=args.device)
-    image = model.preprocess(to_tensor(loaded.image))[None]
-    label = model.class_index(args.label) if args.label is not None else int(model.predict_proba(image).argmax())
-    target = None if args.target is None else model.class_index(args.target)
-    if target is not None and target == label:
-        raise ValueError(f"the target class {target} ({model.class_names[target]}) is already the true class.")
-
+    model, image, label, target = load_photo(args)
     bar = tqdm(total=config.steps, desc="sparse attack", unit="step", disable=args.quiet)
 
     def on_progress(info: AttackProgress) -> None:
@@ -77,10 +87,7 @@ def run(args: argparse.Namespace) -> int:
         bar.set_postfix(pixels=int(info.current_pixels[0]), best=best if best >= 0 else "-")
         bar.update(info.step - bar.n)
 
-    result = sparse_attack(
-        model, image, torch.tensor([label]),
-        targets=None if target is None else torch.tensor([target]), config=config, progress=on_progress,
-    )
+    result = sparse_attack(model, image, label, targets=target, config=config, progress=on_progress)
     bar.close()
 
     args.out.mkdir(parents=True, exist_ok=True)

@@ -11,23 +11,17 @@ from ..interpret import METHODS, ExplainConfig, Explanation
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from ..models import DEFAULT_MODEL
+    from .attack import add_photo_arguments
 
     defaults = ExplainConfig()
     parser = subparsers.add_parser("explain", help="attack one photo and explain the changed pixels (obscuring/leading)")
-    parser.add_argument("image", help="an image file (PNG, JPEG, WebP, BMP, GIF, TIFF)")
-    parser.add_argument("--out", required=True, type=Path, help="folder for explanation.json, maps.png, pixels.png, ablation.png")
-    parser.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME", help=f"a name from `sparseviz models` (default {DEFAULT_MODEL})")
+    add_photo_arguments(parser, "folder for explanation.json, maps.png, pixels.png, ablation.png")
     parser.add_argument("--method", default="gradcam", choices=METHODS, help="attribution method (default gradcam)")
-    parser.add_argument("--target", help="targeted attack: a class index or name (default: untargeted)")
-    parser.add_argument("--label", help="the true class (index or name); default: the model's clean prediction")
-    parser.add_argument("--seed", type=int, default=0, help="attack seed (default 0)")
     parser.add_argument("--attribution-threshold", type=float, default=defaults.attribution_threshold,
                         help=f"percentile rank that counts as evidence on a map (default {defaults.attribution_threshold})")
     parser.add_argument("--causal-threshold", type=float, default=defaults.causal_threshold,
                         help=f"share of the attack's logit shift one pixel must undo (default {defaults.causal_threshold})")
     parser.add_argument("--smoothgrad", type=int, default=0, metavar="N", help="SmoothGrad samples (0 = off)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     parser.set_defaults(handler=run)
 
 
@@ -42,22 +36,14 @@ def write_explanation(explanation: Explanation, path: str | Path, extra: dict[st
 def run(args: argparse.Namespace) -> int:
     from ..attacks.sparse import SparseConfig, sparse_attack
     from ..figures import save_figures
-    from ..images import load_image, save_png, to_tensor
+    from ..images import save_png
     from ..interpret import explain
-    from ..models import load_model
-
-    import torch
+    from .attack import load_photo
 
     config = ExplainConfig(attribution_threshold=args.attribution_threshold, causal_threshold=args.causal_threshold,
                            smoothgrad_samples=args.smoothgrad)
-    loaded = load_image(args.image)
-    for note in loaded.notes:
-        print(f"note: {note}")
-    model = load_model(args.model, device=args.device)
-    image = model.preprocess(to_tensor(loaded.image))[None]
-    label = model.class_index(args.label) if args.label is not None else int(model.predict_proba(image).argmax())
-    target = None if args.target is None else torch.tensor([model.class_index(args.target)])
-    result = sparse_attack(model, image, torch.tensor([label]), targets=target, config=SparseConfig(seed=args.seed))
+    model, image, label, target = load_photo(args)
+    result = sparse_attack(model, image, label, targets=target, config=SparseConfig(seed=args.seed))
     if not bool(result.success[0]):
         print("the attack did not fool the model; nothing to explain.")
         return 1
