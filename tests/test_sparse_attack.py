@@ -101,6 +101,24 @@ def test_targeted_reaches_the_target(tiny_model, tiny_images) -> None:
     assert result.success.float().mean() >= 0.75
 
 
+def test_relaxed_view_and_patience_follow_the_attack_kind(tiny_model, tiny_images) -> None:
+    # Untargeted runs descend on the 8-bit image alone (1 model call per step); targeted
+    # runs add the soft-gated image (2 per step), unless the config says otherwise.
+    images = tiny_images[:2]
+    labels = tiny_model.predict_proba(images).argmax(1)
+    targets = (labels + 3) % tiny_model.num_classes
+    steps = 4
+    config = SparseConfig(steps=steps, patience=10_000, prune=False)
+    untargeted = sparse_attack(tiny_model, images, labels, config=config)
+    targeted = sparse_attack(tiny_model, images, labels, targets=targets, config=config)
+    forced = sparse_attack(tiny_model, images, labels, config=dataclasses.replace(config, relaxed_view=True))
+    # Same fixed overhead (start and final checks) in all three runs, so the step cost shows in the difference.
+    assert (targeted.model_calls - untargeted.model_calls).tolist() == [steps] * 2
+    assert torch.equal(forced.model_calls, targeted.model_calls)
+    assert (SparseConfig().patience_for(False), SparseConfig().patience_for(True)) == (4, 8)
+    assert SparseConfig(patience=3).patience_for(True) == 3
+
+
 def test_already_misclassified_image_is_left_alone(tiny_model, tiny_images) -> None:
     labels = tiny_model.predict_proba(tiny_images).argmax(1)
     wrong = (labels + 1) % tiny_model.num_classes
@@ -142,7 +160,8 @@ def test_sparsity_weight_trades_pixels_for_confidence() -> None:
 
 @pytest.mark.parametrize(
     "field, value",
-    [("steps", 0), ("sparsity_weight", -1.0), ("sparsity_weight", float("nan")), ("seed", -1), ("mask_lr", 0.0)],
+    [("steps", 0), ("sparsity_weight", -1.0), ("sparsity_weight", float("nan")), ("seed", -1), ("mask_lr", 0.0),
+     ("patience", 0)],
 )
 def test_impossible_parameters_are_refused_with_the_valid_range(field: str, value: float) -> None:
     with pytest.raises(ValueError, match=field):

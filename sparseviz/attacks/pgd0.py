@@ -72,7 +72,7 @@ class PGD0Config:
     # the same step at any resolution
     random_start: bool = True  # the reference starts from uniform noise in the box, projected to k pixels
     search: bool = True  # try budgets min_pixels, *growth, ... up to pixels; False = one fixed budget k
-    min_pixels: int = 10  # the first budget of the ladder
+    min_pixels: int = 1  # the first budget of the ladder: 1, so small flips are not floored by the ladder
     growth: float = 1.5  # ratio between successive budgets: finer = fewer pixels, more time
     max_seconds: float | None = None  # time budget for the whole call; returns what it has
     seed: int = 0  # seeds the random start; same seed = same result

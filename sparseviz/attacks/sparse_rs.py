@@ -42,7 +42,7 @@ class SparseRSConfig:
     queries: int = 300  # query budget per rung (the paper: 10,000 at one fixed k); ~10 s per rung at 224 px on 2 CPU cores
     p_init: float = 0.3  # fraction of the k pixels resampled at first; the authors' value for l0 on ImageNet
     search: bool = True  # try budgets min_pixels, *growth, ... up to pixels; False = one fixed budget k
-    min_pixels: int = 16  # the first budget of the ladder
+    min_pixels: int = 1  # the first budget of the ladder: 1, so small flips are not floored by the ladder
     growth: float = 2.0  # ratio between successive budgets: random search needs room, so coarser than PGD-l0
     max_seconds: float | None = None  # time budget for the whole call; returns what it has
     seed: int = 0  # seeds the random search; same seed = same result

@@ -66,13 +66,18 @@ class SparseFoolConfig:
 def _class_gradients(model: ImageClassifier, image: torch.Tensor, classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits ``(C,)`` at ``image`` and the gradient of each of ``classes`` ``(K, 3, H, W)``.
 
-    One batched forward/backward of K copies: K model calls.
+    One forward pass and K backward passes through the same graph, as in the
+    authors' code: K model calls. (Backpropagating K stacked copies gives the same
+    gradients but measured ~3x slower on the CPU for EfficientNet-Lite0 at 224 px;
+    a baseline is timed at its fastest.)
     """
-    batch = image.expand(classes.numel(), -1, -1, -1).clone().requires_grad_(True)
-    logits = model(batch)
-    chosen = logits.gather(1, classes[:, None]).sum()
-    (gradients,) = torch.autograd.grad(chosen, batch)
-    return logits[0].detach(), gradients
+    probe = image[None].clone().requires_grad_(True)
+    logits = model(probe)[0]
+    gradients = [
+        torch.autograd.grad(logits[int(c)], probe, retain_graph=index < classes.numel() - 1)[0][0]
+        for index, c in enumerate(classes)
+    ]
+    return logits.detach(), torch.stack(gradients)
 
 
 def deepfool(
