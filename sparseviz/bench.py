@@ -414,6 +414,52 @@ def summary_table(run: BenchRun) -> tuple[list[str], list[list[str]]]:
     return header, table
 
 
+def head_to_head(run: BenchRun, reference: str = "sparse") -> tuple[list[str], list[list[str]]]:
+    """Every other attack against ``reference``, image by image: the ratios a claim needs.
+
+    Medians of per-image ratios (the other attack's seconds / the reference's) say
+    "how much faster on a typical image" without letting one slow image decide; the
+    pixel comparison is restricted to images both attacks fooled, so a baseline that
+    only succeeds on easy images does not look sparser than it is.
+    """
+    header = [
+        "attack", "both fooled", f"pixels median ({reference} / attack), both fooled",
+        f"{reference} fewer / equal / more pixels", f"time ratio attack / {reference}: median per image",
+        "same, on images both fooled", "ratio of median times",
+    ]
+    by_image: dict[str, dict[str, dict[str, Any]]] = {}
+    for row in run.rows:
+        if row["status"] == "attacked":
+            by_image.setdefault(row["attack"], {})[row["image"]] = row
+    if reference not in by_image:
+        return header, []
+    mine = by_image[reference]
+    table = []
+    for attack in run.meta["attacks"]:
+        if attack == reference or attack not in by_image:
+            continue
+        theirs = by_image[attack]
+        shared = sorted(set(mine) & set(theirs))
+        both = [name for name in shared if mine[name]["success"] == 1 and theirs[name]["success"] == 1]
+        ratios = [theirs[n]["seconds"] / mine[n]["seconds"] for n in shared if mine[n]["seconds"] > 0]
+        both_ratios = [theirs[n]["seconds"] / mine[n]["seconds"] for n in both if mine[n]["seconds"] > 0]
+        fewer = sum(mine[n]["l0_pixels"] < theirs[n]["l0_pixels"] for n in both)
+        equal = sum(mine[n]["l0_pixels"] == theirs[n]["l0_pixels"] for n in both)
+        pixels = (
+            f"{statistics.median(mine[n]['l0_pixels'] for n in both):g} / {statistics.median(theirs[n]['l0_pixels'] for n in both):g}"
+            if both else "-"
+        )
+        own_median = statistics.median(mine[n]["seconds"] for n in shared) if shared else 0.0
+        median_ratio = statistics.median(theirs[n]["seconds"] for n in shared) / own_median if own_median else float("nan")
+        table.append([
+            attack, f"{len(both)}/{len(shared)}", pixels, f"{fewer} / {equal} / {len(both) - fewer - equal}",
+            f"{statistics.median(ratios):.2f}x" if ratios else "-",
+            f"{statistics.median(both_ratios):.2f}x" if both_ratios else "-",
+            f"{median_ratio:.2f}x",
+        ])
+    return header, table
+
+
 def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
@@ -469,6 +515,10 @@ def write_summary(run: BenchRun, out: str | Path, *, skipped: Sequence[tuple[str
         md += ["```", command, "```", ""]
     md += [_markdown_table(header, table), ""]
     md += [f"- {note}" for note in notes] + [""]
+    versus_header, versus = head_to_head(run)
+    if versus:
+        md += ["## Head to head with `sparse`", "", _markdown_table(versus_header, versus), ""]
+        md += ["- Time ratios above 1 mean the other attack took longer than `sparse` on the same image.", ""]
     md += ["## Machine", ""] + [f"- {line}" for line in machine] + [""]
     md += ["## Attack settings", ""] + [f"- `{name}`: `{configs[name]}`" for name in configs] + [""]
     md_path = out / "summary.md"
@@ -489,6 +539,10 @@ def write_summary(run: BenchRun, out: str | Path, *, skipped: Sequence[tuple[str
     body.append("<table><tr>" + cells(header, "th") + "</tr>")
     body += ["<tr>" + cells(row, "td") + "</tr>" for row in table]
     body.append("</table><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
+    if versus:
+        body.append("<h2>Head to head with <code>sparse</code></h2><table><tr>" + cells(versus_header, "th") + "</tr>")
+        body += ["<tr>" + cells(row, "td") + "</tr>" for row in versus]
+        body.append("</table>")
     body.append("<h2>Machine</h2><ul>" + "".join(f"<li>{html.escape(m)}</li>" for m in machine) + "</ul>")
     body.append("<h2>Attack settings</h2><ul>" + "".join(
         f"<li><code>{html.escape(name)}</code>: <code>{html.escape(str(configs[name]))}</code></li>" for name in configs

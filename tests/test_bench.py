@@ -10,7 +10,7 @@ import torch
 
 from sparseviz import cli
 from sparseviz.attacks.base import is_adversarial, to_uint8
-from sparseviz.bench import build_config, load_folder, parse_overrides
+from sparseviz.bench import BenchRun, build_config, head_to_head, load_folder, parse_overrides
 from sparseviz.images import load_image, save_png, to_tensor
 from tests.conftest import make_tiny_model
 
@@ -107,6 +107,7 @@ def test_bench_end_to_end(tmp_path: Path, models: dict, capsys: pytest.CaptureFi
     assert "torch threads" in summary and "Device: cpu" in summary
     assert "clean prediction" in summary and "broken.jpg" in summary
     assert "max_iter': 5" in summary  # the budget actually used is recorded
+    assert "Head to head with `sparse`" in summary and "| sparsefool | " in summary.split("Head to head")[1]
     assert (out / "summary.html").read_text().startswith("<!doctype html>")
 
 
@@ -230,3 +231,26 @@ def test_audit_flat_folder_with_garbage(tmp_path: Path, models: dict, monkeypatc
     for name in ("empty.png", "text.jpg", "noextension"):
         assert name in report
     assert cli.main(["audit", str(folder), "--model", "tiny", "--out", str(out), "--set", "nope=1"]) == 2
+
+
+def test_head_to_head_ratios_are_per_image_and_pixels_only_where_both_fooled() -> None:
+    def row(attack: str, image: str, success: int, pixels: int, seconds: float) -> dict:
+        return {"attack": attack, "image": image, "status": "attacked", "success": success,
+                "l0_pixels": pixels, "seconds": seconds}
+
+    rows = [
+        row("sparse", "a", 1, 2, 1.0), row("sparse", "b", 1, 5, 2.0), row("sparse", "c", 1, 40, 4.0),
+        row("other", "a", 1, 3, 10.0), row("other", "b", 1, 5, 2.0), row("other", "c", 0, 0, 40.0),
+    ]
+    run = BenchRun(rows, {"attacks": ["sparse", "other"]})
+    header, table = head_to_head(run)
+    assert len(table) == 1 and table[0][0] == "other"
+    line = dict(zip(header, table[0]))
+    assert line["both fooled"] == "2/3"
+    # pixels over a and b only: sparse median 3.5 vs other 4; c (other failed) does not count
+    assert line["pixels median (sparse / attack), both fooled"] == "3.5 / 4"
+    assert line["sparse fewer / equal / more pixels"] == "1 / 1 / 0"
+    assert line["time ratio attack / sparse: median per image"] == "10.00x"  # ratios 10, 1, 10
+    assert line["same, on images both fooled"] == "5.50x"  # ratios 10, 1
+    assert line["ratio of median times"] == "5.00x"  # 10 / 2
+    assert head_to_head(BenchRun(rows[3:], {"attacks": ["other"]}))[1] == []
