@@ -2,7 +2,7 @@
 # Reproduce the table in benchmarks/README.md: every attack side by side on the bundled
 # photos, EfficientNet-Lite0, untargeted, transfer to EfficientNet-Lite1, on the CPU.
 # Usage: benchmarks/run_bench.sh [OUT_DIR] [extra sparseviz bench options...]
-# Takes about an hour on a 2-core CPU (SparseFool dominates); progress goes to stderr.
+# Takes about half an hour on a 2-core CPU; progress goes to stderr.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-benchmarks/out/lite0_untargeted}"
@@ -12,9 +12,9 @@ shift || true
 exec sparseviz bench \
   --images assets \
   --model efficientnet_lite0 \
-  --attacks sparse,sparsefool,pgd0,sparse_rs,pgd,fgsm \
+  --attacks sparse,sparsefool,pgd0,sparse_rs,jsma,greedy,pgd,fgsm \
   --transfer efficientnet_lite1 \
-  --set sparsefool.max_seconds=180 \
+  --set sparsefool.max_seconds=180 --set jsma.max_seconds=90 \
   --threads 1 \
   --device cpu \
   --out "$out" "$@"

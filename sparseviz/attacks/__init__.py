@@ -12,6 +12,7 @@ from typing import Callable
 from .base import AttackProgress, AttackResult, finalize, is_adversarial, margin, quantize
 from .dense import PGDConfig, fgsm, pgd
 from .greedy import GreedyConfig, greedy
+from .jsma import JSMAConfig, jsma
 from .pgd0 import PGD0Config, pgd0
 from .sparse import SparseConfig, sparse_attack
 from .sparse_rs import SparseRSConfig, sparse_rs
@@ -44,6 +45,10 @@ ATTACKS: dict[str, AttackSpec] = {
         "sparse_rs", sparse_rs, SparseRSConfig, "sparse",
         "Sparse-RS: black-box random search over k corner-coloured pixels, k searched (Croce et al.)",
     ),
+    "jsma": AttackSpec(
+        "jsma", jsma, JSMAConfig, "sparse",
+        "JSMA: saliency-map pairs of channel entries pushed to 0 or 1, top-256 candidates (Papernot et al.)",
+    ),
     "greedy": AttackSpec(
         "greedy", greedy, GreedyConfig, "sparse",
         "Greedy: 5 best first-order pixels per gradient to colour corners, then pruning (calibration baseline)",
@@ -58,6 +63,7 @@ __all__ = [
     "AttackResult",
     "AttackSpec",
     "GreedyConfig",
+    "JSMAConfig",
     "PGD0Config",
     "PGDConfig",
     "SparseConfig",
@@ -67,6 +73,7 @@ __all__ = [
     "fgsm",
     "greedy",
     "is_adversarial",
+    "jsma",
     "margin",
     "pgd",
     "pgd0",
