@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from sparseviz.attacks.base import AttackResult, is_adversarial, to_uint8
 from sparseviz.models import ImageClassifier
 
 
@@ -36,6 +37,35 @@ def make_tiny_model(seed: int = 0, num_classes: int = 10) -> ImageClassifier:
         std=(0.25, 0.25, 0.25),
         cam_layer="features.3",
     )
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny convolutions on a shared 2-core machine run ~50x faster on one thread; restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def clean_labels(model: ImageClassifier, images: torch.Tensor) -> torch.Tensor:
+    """The model's own predictions, used as true labels where there is no ground truth."""
+    with torch.no_grad():
+        return model(images).argmax(dim=1)
+
+
+def assert_result_contract(
+    model: ImageClassifier, images: torch.Tensor, labels: torch.Tensor, result: AttackResult
+) -> None:
+    """What every attack must return: in the box, 8-bit exact, ``success`` equal to a fresh
+    evaluation of the returned images, and the originals wherever it failed."""
+    assert result.adversarials.shape == images.shape
+    assert result.adversarials.min() >= 0 and result.adversarials.max() <= 1
+    assert torch.equal(to_uint8(result.adversarials).float() / 255, result.adversarials), "not 8-bit exact"
+    with torch.no_grad():
+        fresh = is_adversarial(model(result.adversarials), labels, None)
+    assert torch.equal(fresh, result.success)
+    assert torch.equal(result.adversarials[~result.success], images[~result.success])
 
 
 @pytest.fixture(scope="session")

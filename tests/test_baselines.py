@@ -9,12 +9,12 @@ import torch
 from torch import nn
 
 from sparseviz.attacks import ATTACKS
-from sparseviz.attacks.base import is_adversarial, to_uint8
 from sparseviz.attacks.greedy import GreedyConfig, greedy
 from sparseviz.attacks.pgd0 import PGD0Config, budget_ladder, pgd0, project_l0_box
 from sparseviz.attacks.sparse_rs import SparseRSConfig, resample_fraction, sparse_rs
 from sparseviz.attacks.sparsefool import SparseFoolConfig, linear_solve, sparsefool
 from sparseviz.models import ImageClassifier
+from tests.conftest import assert_result_contract, clean_labels
 
 FAST = {
     "sparsefool": SparseFoolConfig(max_iter=10),
@@ -24,18 +24,7 @@ FAST = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny convolutions on a shared 2-core machine run ~50x faster on one thread.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _labels(model: ImageClassifier, images: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        return model(images).argmax(dim=1)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_registered() -> None:
@@ -47,17 +36,10 @@ def test_registered() -> None:
 @pytest.mark.parametrize("name", list(FAST))
 def test_contract(name: str, tiny_model: ImageClassifier, tiny_images: torch.Tensor) -> None:
     images = tiny_images.clone()
-    labels = _labels(tiny_model, images)
+    labels = clean_labels(tiny_model, images)
     result = ATTACKS[name].run(tiny_model, images, labels, config=FAST[name])
     assert torch.equal(images, tiny_images), "input mutated"
-    assert result.adversarials.shape == images.shape
-    assert result.adversarials.min() >= 0 and result.adversarials.max() <= 1
-    assert torch.equal(to_uint8(result.adversarials).float() / 255, result.adversarials), "not 8-bit exact"
-    # success is what a fresh evaluation of the returned image says
-    with torch.no_grad():
-        fresh = is_adversarial(tiny_model(result.adversarials), labels, None)
-    assert torch.equal(fresh, result.success)
-    assert torch.equal(result.adversarials[~result.success], images[~result.success])
+    assert_result_contract(tiny_model, images, labels, result)
     assert bool(result.success.all()), f"{name} should fool the untrained tiny model on every image"
     assert (result.model_calls > 2).all()
     assert not any(p.requires_grad for p in tiny_model.parameters()) and not tiny_model.training
@@ -65,7 +47,7 @@ def test_contract(name: str, tiny_model: ImageClassifier, tiny_images: torch.Ten
 
 @pytest.mark.parametrize("name", list(FAST))
 def test_deterministic(name: str, tiny_model: ImageClassifier, tiny_images: torch.Tensor) -> None:
-    labels = _labels(tiny_model, tiny_images)
+    labels = clean_labels(tiny_model, tiny_images)
     first = ATTACKS[name].run(tiny_model, tiny_images, labels, config=FAST[name])
     second = ATTACKS[name].run(tiny_model, tiny_images, labels, config=FAST[name])
     assert torch.equal(first.adversarials, second.adversarials)
@@ -73,7 +55,7 @@ def test_deterministic(name: str, tiny_model: ImageClassifier, tiny_images: torc
 
 @pytest.mark.parametrize("name", ["pgd0", "sparse_rs"])
 def test_batched_equals_unbatched(name: str, tiny_model: ImageClassifier, tiny_images: torch.Tensor) -> None:
-    labels = _labels(tiny_model, tiny_images)
+    labels = clean_labels(tiny_model, tiny_images)
     batched = ATTACKS[name].run(tiny_model, tiny_images, labels, config=FAST[name])
     for i in range(2):
         alone = ATTACKS[name].run(tiny_model, tiny_images[i : i + 1], labels[i : i + 1], config=FAST[name])
@@ -82,14 +64,14 @@ def test_batched_equals_unbatched(name: str, tiny_model: ImageClassifier, tiny_i
 
 @pytest.mark.parametrize("k", [1, 3, 8])
 def test_pgd0_never_exceeds_k(k: int, tiny_model: ImageClassifier, tiny_images: torch.Tensor) -> None:
-    labels = _labels(tiny_model, tiny_images)
+    labels = clean_labels(tiny_model, tiny_images)
     result = pgd0(tiny_model, tiny_images, labels, config=PGD0Config(pixels=k, search=False, steps=15))
     assert (result.l0_pixels <= k).all()
     assert result.params["ladder"] == [k]
 
 
 def test_pgd0_search_returns_smallest_working_rung(tiny_model: ImageClassifier, tiny_images: torch.Tensor) -> None:
-    labels = _labels(tiny_model, tiny_images)
+    labels = clean_labels(tiny_model, tiny_images)
     config = PGD0Config(steps=10, pixels=256)
     result = pgd0(tiny_model, tiny_images, labels, config=config)
     ladder = result.params["ladder"]
@@ -127,7 +109,7 @@ def test_budget_ladder() -> None:
 
 @pytest.mark.parametrize("k", [2, 5])
 def test_sparse_rs_k_pixels_at_colour_corners(k: int, tiny_model: ImageClassifier, tiny_images: torch.Tensor) -> None:
-    labels = _labels(tiny_model, tiny_images)
+    labels = clean_labels(tiny_model, tiny_images)
     result = sparse_rs(tiny_model, tiny_images, labels, config=SparseRSConfig(pixels=k, search=False, queries=40))
     assert (result.l0_pixels <= k).all()
     changed = result.pixel_mask.unsqueeze(1).expand_as(result.adversarials)
@@ -200,7 +182,7 @@ def test_sparsefool_stays_in_box_on_a_linear_model() -> None:
                             mean=(0.0,) * 3, std=(1.0,) * 3)
     generator = torch.Generator().manual_seed(5)
     images = torch.round(torch.rand(3, 3, 8, 8, generator=generator) * 255) / 255
-    labels = _labels(model, images)
+    labels = clean_labels(model, images)
     result = sparsefool(model, images, labels, config=SparseFoolConfig(max_iter=5, candidates=2))
     assert result.success.all()
     assert (result.adversarials >= 0).all() and (result.adversarials <= 1).all()
@@ -208,7 +190,7 @@ def test_sparsefool_stays_in_box_on_a_linear_model() -> None:
 
 
 def test_targeted(tiny_model: ImageClassifier, tiny_images: torch.Tensor) -> None:
-    labels = _labels(tiny_model, tiny_images)
+    labels = clean_labels(tiny_model, tiny_images)
     targets = (labels + 1) % tiny_model.num_classes
     for name in FAST:
         result = ATTACKS[name].run(tiny_model, tiny_images, labels, targets=targets, config=FAST[name])

@@ -7,25 +7,15 @@ import itertools
 import pytest
 import torch
 
-from sparseviz.attacks.base import AttackProgress, is_adversarial, to_uint8
+from sparseviz.attacks.base import AttackProgress, to_uint8
 from sparseviz.attacks.jsma import JSMAConfig, _forward_derivatives, best_pair, choose_pair, jsma
 from sparseviz.models import ImageClassifier
+from tests.conftest import assert_result_contract, clean_labels
 
 FINALIZE_CALLS = 2  # finalize's two forward passes, counted in every result's model_calls
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny convolutions on a shared 2-core machine run ~50x faster on one thread.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _labels(model: ImageClassifier, images: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        return model(images).argmax(dim=1)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _targets(model: ImageClassifier, labels: torch.Tensor) -> torch.Tensor:
@@ -59,18 +49,13 @@ def test_contract(others: str, max_pixels: int, tiny_model: ImageClassifier, tin
                   more_images: torch.Tensor) -> None:
     images = torch.cat([tiny_images, more_images[:4]])
     pristine = images.clone()
-    labels = _labels(tiny_model, images)
+    labels = clean_labels(tiny_model, images)
     snapshots: list[AttackProgress] = []
     result = jsma(tiny_model, images, labels, config=JSMAConfig(max_pixels=max_pixels, others=others),
                   progress=snapshots.append)
     assert torch.equal(images, pristine), "input mutated"
-    assert result.attack == "jsma" and result.adversarials.shape == images.shape
-    assert result.adversarials.min() >= 0 and result.adversarials.max() <= 1
-    assert torch.equal(to_uint8(result.adversarials).float() / 255, result.adversarials), "not 8-bit exact"
-    with torch.no_grad():
-        fresh = is_adversarial(tiny_model(result.adversarials), labels, None)
-    assert torch.equal(fresh, result.success)
-    assert torch.equal(result.adversarials[~result.success], images[~result.success])
+    assert result.attack == "jsma"
+    assert_result_contract(tiny_model, images, labels, result)
     assert (result.l0_pixels <= max_pixels).all()
     assert (result.model_calls > FINALIZE_CALLS).all()
     assert snapshots and all(s.phase == "jsma" for s in snapshots)
@@ -121,7 +106,7 @@ def test_choose_pair_matches_brute_force_over_both_domains() -> None:
 def test_derivatives_are_the_papers_alpha_and_beta(others: str, tiny_model: ImageClassifier,
                                                     tiny_images: torch.Tensor) -> None:
     image = tiny_images[:1]
-    label = _labels(tiny_model, image)
+    label = clean_labels(tiny_model, image)
     jacobian = torch.autograd.functional.jacobian(lambda x: tiny_model(x)[0], image).flatten(1)  # (classes, features)
     with torch.no_grad():
         logits = tiny_model(image)[0]
@@ -138,7 +123,7 @@ def test_derivatives_are_the_papers_alpha_and_beta(others: str, tiny_model: Imag
 def test_pairs_go_to_the_bound_and_touch_fresh_entries(tiny_model: ImageClassifier, more_images: torch.Tensor) -> None:
     """Every iteration sets two never-modified entries to 0 or 1, so entries changed = 2 x iterations exactly."""
     images = more_images[:4]
-    labels = _labels(tiny_model, images)
+    labels = clean_labels(tiny_model, images)
     for targets in (None, _targets(tiny_model, labels)):
         result = jsma(tiny_model, images, labels, targets=targets)
         assert result.success.any()
@@ -154,7 +139,7 @@ def test_pixel_budget_cuts_the_same_trajectory(tiny_model: ImageClassifier, tiny
                                                 more_images: torch.Tensor) -> None:
     """A budget never changes the path, only where it stops: success exactly where the free run needed no more."""
     images = torch.cat([tiny_images, more_images[:4]])
-    labels = _labels(tiny_model, images)
+    labels = clean_labels(tiny_model, images)
     free = jsma(tiny_model, images, labels)
     assert free.success.all()
     needed = free.l0_pixels
@@ -168,7 +153,7 @@ def test_pixel_budget_cuts_the_same_trajectory(tiny_model: ImageClassifier, tiny
 
 def test_targeted_lands_on_target(tiny_model: ImageClassifier, more_images: torch.Tensor) -> None:
     images = more_images[:8]
-    labels = _labels(tiny_model, images)
+    labels = clean_labels(tiny_model, images)
     targets = _targets(tiny_model, labels)
     result = jsma(tiny_model, images, labels, targets=targets)
     assert torch.equal(result.adv_labels[result.success], targets[result.success])
@@ -178,7 +163,7 @@ def test_targeted_lands_on_target(tiny_model: ImageClassifier, more_images: torc
 def test_untargeted_success_rate(tiny_model: ImageClassifier, tiny_images: torch.Tensor,
                                  more_images: torch.Tensor) -> None:
     images = torch.cat([tiny_images, more_images])
-    labels = _labels(tiny_model, images)
+    labels = clean_labels(tiny_model, images)
     result = jsma(tiny_model, images, labels)
     assert int(result.success.sum()) >= 14  # 16 of 16 when written
     assert float(result.l0_pixels[result.success].float().median()) < 100
@@ -188,7 +173,7 @@ def test_untargeted_success_rate(tiny_model: ImageClassifier, tiny_images: torch
 def test_batched_equals_one_at_a_time(others: str, targeted: bool, tiny_model: ImageClassifier,
                                       more_images: torch.Tensor) -> None:
     images = more_images[:4]  # they finish after different numbers of iterations
-    labels = _labels(tiny_model, images)
+    labels = clean_labels(tiny_model, images)
     targets = _targets(tiny_model, labels) if targeted else None
     config = JSMAConfig(others=others)
     batched = jsma(tiny_model, images, labels, targets=targets, config=config)
@@ -200,7 +185,7 @@ def test_batched_equals_one_at_a_time(others: str, targeted: bool, tiny_model: I
 
 
 def test_stop_request_returns_originals(tiny_model: ImageClassifier, tiny_images: torch.Tensor) -> None:
-    labels = _labels(tiny_model, tiny_images)
+    labels = clean_labels(tiny_model, tiny_images)
     result = jsma(tiny_model, tiny_images, labels, should_stop=lambda: True)
     assert result.interrupted and not result.success.any()
     assert torch.equal(result.adversarials, tiny_images)
