@@ -35,10 +35,8 @@ from .base import (
     AttackResult,
     ProgressCallback,
     StopCheck,
-    check_images,
-    check_labels,
-    check_targets,
     finalize,
+    prepare_inputs,
     quantize,
 )
 from .pgd0 import check_range
@@ -155,13 +153,10 @@ def sparsefool(
     heads for that class's boundary (an extension; the paper is untargeted).
     """
     config = config or SparseFoolConfig()
-    check_images(images)
+    images, labels, targets = prepare_inputs(model, images, labels, targets)
     count = images.shape[0]
-    labels = check_labels(model, labels, count)
-    targets = None if targets is None else check_targets(model, labels, targets)
     start = time.perf_counter()
     device = model.device
-    images = quantize(images.detach()).to(device)
     calls = torch.zeros(count, dtype=torch.long)
     adversarials = images.clone()
     done = torch.zeros(count, dtype=torch.bool)
@@ -217,7 +212,7 @@ def sparsefool(
                 done[index] = True
                 break
     return finalize(
-        model, images, adversarials, labels.to(device), None if targets is None else targets.to(device),
+        model, images, adversarials, labels, targets,
         attack="sparsefool", model_calls=calls, seconds=time.perf_counter() - start, params=asdict(config),
         interrupted=interrupted,
     )
