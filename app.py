@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import sys
 import tempfile
@@ -274,11 +275,12 @@ def run_attack(model: ImageClassifier, image: torch.Tensor, label: int, settings
         if interrupted:
             return
         best = int(info.best_pixels[0])
+        confidence = float(info.true_confidence[0])
         try:
             bar.progress(min(1.0, info.step / max(1, info.total_steps)), text=(
                 f"{info.phase}: step {info.step}/{info.total_steps} | {int(info.current_pixels[0])} pixels selected"
-                f"{f' | best so far {best} px' if best >= 0 else ''} | "
-                f"true-class confidence {float(info.true_confidence[0]):.1%}"
+                f"{f' | best so far {best} px' if best >= 0 else ''}"
+                f"{'' if math.isnan(confidence) else f' | true-class confidence {confidence:.1%}'}"
             ))
         except _Interrupt as request:
             interrupted.append(request)

@@ -161,7 +161,7 @@ def test_sparsity_weight_trades_pixels_for_confidence() -> None:
 @pytest.mark.parametrize(
     "field, value",
     [("steps", 0), ("sparsity_weight", -1.0), ("sparsity_weight", float("nan")), ("seed", -1), ("mask_lr", 0.0),
-     ("patience", 0)],
+     ("patience", 0), ("swap_proposals", 0), ("swap_rounds", -1)],
 )
 def test_impossible_parameters_are_refused_with_the_valid_range(field: str, value: float) -> None:
     with pytest.raises(ValueError, match=field):

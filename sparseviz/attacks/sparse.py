@@ -22,12 +22,15 @@ Three details make it work in tens of steps:
   in the same batch, and keeps the sparsest binary solution that fools the model.
 - The kept solution is then pruned: pixels whose removal keeps the image
   adversarial are dropped, in order of least need, each removal checked exactly.
+- Pruning never moves a pixel, so a gradient-guided swap search (``swap_search``)
+  then tries to reach one pixel fewer at a time by trading needed pixels for others.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -44,6 +47,7 @@ from .base import (
     margin,
     quantize,
 )
+from .swap_search import forward_chunk, shrink_by_swaps
 
 
 _MARGIN_SLACK = 1e-3  # a kept solution must beat the boundary by this much (logits), so
@@ -71,6 +75,9 @@ class SparseConfig:
     # step); None = only for targeted attacks (see ``relaxed_view_for``)
     prune: bool = True  # drop pixels the final solution does not need
     refine_steps: int = 5  # Adam steps on the kept pixels' colours before a second prune
+    swap_rounds: int = 6  # after pruning (needs prune), swap rounds per attempt at one pixel fewer; 0 = no swaps
+    swap_proposals: int = 8  # candidate swaps checked per round (one forward pass each)
+    swap_calls: int = 120  # model calls per image the swap search may spend
     max_seconds: float | None = None  # time budget for the whole call; stops and returns what it has
     seed: int = 0  # seeds the (tiny) tie-breaking noise; same seed = same result
 
@@ -83,6 +90,9 @@ class SparseConfig:
         _check_range("initial_pixels", self.initial_pixels, 1, 10_000_000)
         _check_range("temperature_end", self.temperature_end, 1e-3, self.temperature_start)
         _check_range("refine_steps", self.refine_steps, 0, 10_000)
+        _check_range("swap_rounds", self.swap_rounds, 0, 10_000)
+        _check_range("swap_proposals", self.swap_proposals, 1, 10_000)
+        _check_range("swap_calls", self.swap_calls, 0, 10_000_000)
         if self.patience is not None:
             _check_range("patience", self.patience, 1, 10_000)
         _check_range("seed", self.seed, 0, 2**63 - 1)
@@ -190,7 +200,9 @@ def sparse_attack(
         model, images, labels, targets, corners, payoff, config, budget, progress, calls, already
     )
     if config.prune:
-        best_masks, values, calls = _prune_and_refine(model, images, labels, targets, best_masks, values, config, budget, calls)
+        best_masks, values, calls = _prune_and_refine(
+            model, images, labels, targets, best_masks, values, config, budget, calls, progress
+        )
 
     adversarials = torch.where(best_masks.unsqueeze(1), values, images)
     adversarials = torch.where(already[:, None, None, None], images, adversarials)
@@ -346,22 +358,12 @@ def _fools(
     return is_adversarial(logits, labels, targets) & (margin(logits, labels, targets) < -required)
 
 
-def _leave_one_out_chunk(device: torch.device) -> int:
-    """Images per forward pass when scoring reverts.
-
-    On a GPU a large batch is nearly free; on the CPU it is not: EfficientNet-Lite0 at
-    224 px on one thread took ~35 ms per image at batch 1 and ~80 ms per image at
-    batch 32 (cache misses), so CPU scoring goes one image at a time.
-    """
-    return 64 if device.type == "cuda" else 1
-
-
 def _leave_one_out_margins(
     model: ImageClassifier, image: torch.Tensor, adversarial: torch.Tensor, coords: torch.Tensor,
     label: torch.Tensor, target: torch.Tensor | None,
 ) -> torch.Tensor:
     """Margin of the adversarial image with each selected pixel reverted alone."""
-    chunk = _leave_one_out_chunk(image.device)
+    chunk = forward_chunk(image.device)
     margins = []
     for start in range(0, coords.shape[0], chunk):
         part = coords[start : start + chunk]
@@ -480,8 +482,10 @@ def _refine_colours(
 def _prune_and_refine(
     model: ImageClassifier, images: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None,
     masks: torch.Tensor, values: torch.Tensor, config: SparseConfig, budget: _Budget, calls: torch.Tensor,
+    progress: ProgressCallback | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Prune each image's solution; re-optimise its colours and prune again when worthwhile."""
+    """Prune each image's solution, re-optimise its colours and prune again when worthwhile,
+    then look for smaller solutions by swapping pixels."""
     masks, values = masks.clone(), values.clone()
     for index in range(images.shape[0]):
         if not masks[index].any():
@@ -500,4 +504,34 @@ def _prune_and_refine(
             values[index], used = _refine_colours(model, image, masks[index], values[index], label, target, config, budget)
             calls[index] += used
             prune()
+        if config.swap_rounds and masks[index].sum() > 1 and not budget.spent():
+            masks[index], values[index], used = shrink_by_swaps(
+                model, image, masks[index], values[index], label, target, required=config.required_margin,
+                rounds=config.swap_rounds, proposals=config.swap_proposals, max_calls=config.swap_calls,
+                spent=budget.spent, on_round=None if progress is None else _swap_reporter(progress, masks, index, config),
+            )
+            calls[index] += used
     return masks, values, calls
+
+
+def _swap_reporter(
+    progress: ProgressCallback, masks: torch.Tensor, index: int, config: SparseConfig
+) -> Callable[[int, int], None]:
+    """Turn the swap search's per-round report on image ``index`` into an AttackProgress."""
+
+    def report(calls_spent: int, best: int) -> None:
+        best_pixels = masks.flatten(1).sum(dim=1).long().cpu()
+        best_pixels[index] = best
+        progress(
+            AttackProgress(
+                step=min(calls_spent, config.swap_calls),
+                total_steps=config.swap_calls,
+                phase="swap search",
+                best_pixels=best_pixels,
+                current_pixels=best_pixels.clone(),
+                true_confidence=torch.full((masks.shape[0],), float("nan")),
+                done=torch.zeros(masks.shape[0], dtype=torch.bool),
+            )
+        )
+
+    return report

@@ -85,7 +85,10 @@ def run(args: argparse.Namespace) -> int:
     def on_progress(info: AttackProgress) -> None:
         best = int(info.best_pixels[0])
         bar.set_postfix(pixels=int(info.current_pixels[0]), best=best if best >= 0 else "-")
-        bar.update(info.step - bar.n)
+        if info.phase == "optimize":
+            bar.update(info.step - bar.n)
+        else:  # later phases count model calls, not steps: name the phase and keep the bar
+            bar.set_description(f"sparse attack ({info.phase})")
 
     result = sparse_attack(model, image, label, targets=target, config=config, progress=on_progress)
     bar.close()
