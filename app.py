@@ -248,7 +248,8 @@ def how_it_works_ui() -> None:
             "negative exactly when the model is fooled (for a targeted attack: best non-target minus target). "
             "The second term counts (softly) how many pixels are switched on; $\\lambda$ grows with the "
             "**sparsity weight**, so a higher weight means fewer pixels but more risk of failing. "
-            "As the temperature $T$ falls the gates become 0 or 1; the final mask is then pruned pixel by pixel.\n\n"
+            "As the temperature $T$ falls the gates become 0 or 1; the final mask is then pruned pixel by pixel, "
+            "and a short swap search trades needed pixels for better-placed ones to reach a pixel fewer.\n\n"
             "Every number on this page is measured on the saved 8-bit image you can download."
         )
 

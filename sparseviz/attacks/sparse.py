@@ -316,7 +316,8 @@ def _optimize(
             near_best = pixels <= 2 * best_pixels[active]
             since_best[active] = torch.where(better, 0, since_best[active] + near_best.long())
             found = best_pixels[active] >= 0
-            done[active] = found & (since_best[active] >= patience)
+            # One pixel cannot be beaten (zero means already fooled, handled before the loop).
+            done[active] = found & ((since_best[active] >= patience) | (best_pixels[active] == 1))
             lam[active] = torch.where(fooled, lam[active] * config.lambda_up, lam[active] * config.lambda_down)
             lam[active] = lam[active].clamp(min=lam_floor[active])
 

@@ -32,15 +32,26 @@ def forward_chunk(device: torch.device) -> int:
 
 
 def margins_of(
-    model: ImageClassifier, batch: torch.Tensor, label: torch.Tensor, target: torch.Tensor | None
+    model: ImageClassifier, batch: torch.Tensor, label: torch.Tensor, target: torch.Tensor | None,
+    stop_below: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Margin and adversarial flag of every image in ``batch`` (all of one source image)."""
+    """Margin and adversarial flag of the images in ``batch`` (all variants of one image).
+
+    With ``stop_below``, evaluation stops after the first chunk that holds an
+    adversarial image with a margin below it, and only the evaluated images are returned.
+    """
     chunk = forward_chunk(batch.device)
-    with torch.no_grad():
-        logits = torch.cat([model(batch[start : start + chunk]) for start in range(0, batch.shape[0], chunk)])
-    labels = label.expand(batch.shape[0])
-    targets = None if target is None else target.expand(batch.shape[0])
-    return margin(logits, labels, targets), is_adversarial(logits, labels, targets)
+    margins, flags = [], []
+    for start in range(0, batch.shape[0], chunk):
+        with torch.no_grad():
+            logits = model(batch[start : start + chunk])
+        labels = label.expand(logits.shape[0])
+        targets = None if target is None else target.expand(logits.shape[0])
+        margins.append(margin(logits, labels, targets))
+        flags.append(is_adversarial(logits, labels, targets))
+        if stop_below is not None and bool((flags[-1] & (margins[-1] < stop_below)).any()):
+            break
+    return torch.cat(margins), torch.cat(flags)
 
 
 def _margin_gradient(
@@ -114,8 +125,9 @@ def shrink_by_swaps(
                 trial_colours.append(trial_colour)
             tried.view(-1)[additions] = True
             trials = torch.stack([torch.where(m, c, image) for m, c in zip(trial_masks, trial_colours)])
-            trial_margins, fooled = margins_of(model, trials, label, target)
-            calls += trials.shape[0]
+            # Best-first order: on the CPU, the first trial that fools ends the round.
+            trial_margins, fooled = margins_of(model, trials, label, target, stop_below=-required)
+            calls += trial_margins.shape[0]
             pick = int(trial_margins.argmin())
             if float(trial_margins[pick]) < current:
                 candidate, colours = trial_masks[pick], trial_colours[pick]
