@@ -114,3 +114,15 @@ def test_sparse_attack_reports_the_swap_phase(tiny_model, tiny_images, one_torch
     sparse_attack(tiny_model, image, clean_labels(tiny_model, image), config=SparseConfig(steps=30), progress=record)
     assert phases[0] == "optimize"
     assert "swap search" in phases and set(phases) == {"optimize", "swap search"}
+
+
+def test_more_proposals_than_pixels_is_fine(tiny_model, one_torch_thread) -> None:
+    # An 8x8 image has 64 pixels; asking for 500 proposals per round must simply try them all.
+    image = torch.full((1, 3, 8, 8), 0.3)
+    label = clean_labels(tiny_model, image)
+    phases: list[str] = []
+    config = SparseConfig(steps=20, swap_proposals=500, swap_rounds=3)
+    result = sparse_attack(tiny_model, image, label, config=config, progress=lambda info: phases.append(info.phase))
+    assert "swap search" in phases
+    assert_result_contract(tiny_model, image, label, result)
+    assert bool(result.success[0])

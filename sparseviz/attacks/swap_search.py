@@ -113,7 +113,11 @@ def shrink_by_swaps(
                 break
             corners = (gradient < 0).to(image.dtype)  # per channel, the end that lowers the margin
             gain = -(gradient * (corners - image)).sum(dim=0)  # first-order margin drop
-            additions = gain.masked_fill(candidate | tried, float("-inf")).flatten().topk(proposals).indices
+            gain = gain.masked_fill(candidate | tried, float("-inf")).flatten()
+            additions = gain.topk(min(proposals, gain.numel())).indices
+            additions = additions[gain[additions] > float("-inf")]
+            if additions.numel() == 0:  # every pixel of the image has been tried at this level
+                break
             removals = _least_needed(gradient, image, adversarial, candidate, 2)
             trial_masks, trial_colours = [], []
             for index, added in enumerate(additions):
