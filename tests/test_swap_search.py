@@ -107,7 +107,7 @@ def test_sparse_attack_reports_the_swap_phase(tiny_model, tiny_images, one_torch
     def record(info: AttackProgress) -> None:
         phases.append(info.phase)
         if info.phase == "swap search":
-            assert 0 <= info.step <= info.total_steps == SparseConfig().swap_calls
+            assert 0 <= info.step <= info.total_steps == SparseConfig().swap_calls_for(targeted=False)
             assert int(info.best_pixels[0]) >= 1
 
     image = tiny_images[:1]
@@ -126,3 +126,18 @@ def test_more_proposals_than_pixels_is_fine(tiny_model, one_torch_thread) -> Non
     assert "swap search" in phases
     assert_result_contract(tiny_model, image, label, result)
     assert bool(result.success[0])
+
+
+def test_targeted_runs_skip_the_search_unless_asked(tiny_model, tiny_images, one_torch_thread) -> None:
+    assert (SparseConfig().swap_calls_for(False), SparseConfig().swap_calls_for(True)) == (120, 0)
+    assert SparseConfig(swap_calls=30).swap_calls_for(True) == 30
+    image = tiny_images[:1]
+    label = clean_labels(tiny_model, image)
+    target = (label + 1) % 10
+    for calls, expect_search in ((None, False), (60, True)):
+        phases: list[str] = []
+        config = SparseConfig(steps=30, swap_calls=calls)
+        result = sparse_attack(tiny_model, image, label, targets=target, config=config,
+                               progress=lambda info: phases.append(info.phase))
+        assert bool(result.success[0]) and int(result.l0_pixels[0]) > 1
+        assert ("swap search" in phases) == expect_search
