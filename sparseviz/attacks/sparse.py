@@ -47,7 +47,7 @@ from .base import (
     margin,
     quantize,
 )
-from .swap_search import forward_chunk, shrink_by_swaps
+from .swap_search import forward_chunk, margins_of, shrink_by_swaps
 
 
 _MARGIN_SLACK = 1e-3  # a kept solution must beat the boundary by this much (logits), so
@@ -365,11 +365,8 @@ def _optimize(
 def _fools(
     model: ImageClassifier, batch: torch.Tensor, label: torch.Tensor, target: torch.Tensor | None, required: float
 ) -> torch.Tensor:
-    with torch.no_grad():
-        logits = model(batch)
-    labels = label.expand(batch.shape[0])
-    targets = None if target is None else target.expand(batch.shape[0])
-    return is_adversarial(logits, labels, targets) & (margin(logits, labels, targets) < -required)
+    margins, adversarial = margins_of(model, batch, label, target)
+    return adversarial & (margins < -required)
 
 
 def _leave_one_out_margins(
