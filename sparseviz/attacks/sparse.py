@@ -127,7 +127,8 @@ class SparseConfig:
 
         Measured on the bundled photos (EfficientNet-Lite0, 2 threads): untargeted, 120
         calls took the median from 6 to 2 pixels; targeted, the same 120 calls removed
-        0-3 of ~270 pixels per photo and added 5-10 s to each, so targeted runs skip it.
+        0-13 of hundreds of pixels per photo (under 2%) and added 5-10 s to each, so
+        targeted runs skip it.
         """
         if self.swap_calls is not None:
             return self.swap_calls
