@@ -47,7 +47,7 @@ from .base import (
     margin,
     quantize,
 )
-from .swap_search import forward_chunk, margins_of, shrink_by_swaps
+from .swap_search import forward_chunk, margin_gradient, margins_of, shrink_by_swaps
 
 
 _MARGIN_SLACK = 1e-3  # a kept solution must beat the boundary by this much (logits), so
@@ -402,12 +402,9 @@ def _revert_costs(
     adversarial = torch.where(mask, values, image)
     if coords.shape[0] <= exact_limit:
         return _leave_one_out_margins(model, image, adversarial, coords, label, target), coords.shape[0]
-    probe = adversarial[None].clone().requires_grad_(True)
-    labels = label[None]
-    targets = None if target is None else target[None]
-    (gradient,) = torch.autograd.grad(margin(model(probe), labels, targets).sum(), probe)
+    gradient, _ = margin_gradient(model, adversarial, label, target)
     change = (image - adversarial)[:, coords[:, 0], coords[:, 1]]  # (3, k)
-    return (gradient[0][:, coords[:, 0], coords[:, 1]] * change).sum(dim=0), 1
+    return (gradient[:, coords[:, 0], coords[:, 1]] * change).sum(dim=0), 1
 
 
 def _prune_one(

@@ -54,9 +54,10 @@ def margins_of(
     return torch.cat(margins), torch.cat(flags)
 
 
-def _margin_gradient(
+def margin_gradient(
     model: ImageClassifier, adversarial: torch.Tensor, label: torch.Tensor, target: torch.Tensor | None
 ) -> tuple[torch.Tensor, float]:
+    """Gradient (3, H, W) of one image's margin with respect to its pixels, and the margin."""
     probe = adversarial[None].clone().requires_grad_(True)
     value = margin(model(probe), label[None], None if target is None else target[None])
     (gradient,) = torch.autograd.grad(value.sum(), probe)
@@ -96,7 +97,7 @@ def shrink_by_swaps(
     best_mask, best_values = mask.clone(), values.clone()
     while int(best_mask.sum()) > 1 and not out_of_budget():
         adversarial = torch.where(best_mask, best_values, image)
-        gradient, _ = _margin_gradient(model, adversarial, label, target)
+        gradient, _ = margin_gradient(model, adversarial, label, target)
         calls += 1
         candidate, colours = best_mask.clone(), best_values.clone()
         candidate.view(-1)[_least_needed(gradient, image, adversarial, candidate, 1)] = False
@@ -106,7 +107,7 @@ def shrink_by_swaps(
             if out_of_budget():
                 break
             adversarial = torch.where(candidate, colours, image)
-            gradient, current = _margin_gradient(model, adversarial, label, target)
+            gradient, current = margin_gradient(model, adversarial, label, target)
             calls += 1
             if current < -required:  # rare: the drop alone already fools it
                 found = True
