@@ -123,6 +123,7 @@ class AttackResult:
     adv_probs: torch.Tensor  # (N, C) softmax on the adversarials
     model_calls: torch.Tensor  # (N,) forward passes spent on each image (with or without backward)
     seconds: float  # wall time of the whole call
+    model_invocations: int = 0  # sequential network calls of the whole call (GPU latency); 0 = not counted
     interrupted: bool = False  # stopped by a time budget or a stop request
     params: dict[str, Any] = field(default_factory=dict)
 
@@ -197,6 +198,7 @@ class AttackResult:
             "l2": float(self.l2[index]),
             "linf": float(self.linf[index]),
             "model_calls": int(self.model_calls[index]),
+            "model_invocations": self.model_invocations,
             "seconds": float(self.seconds),
             "interrupted": bool(self.interrupted),
         }
@@ -215,6 +217,7 @@ def finalize(
     seconds: float,
     params: dict[str, Any],
     interrupted: bool = False,
+    model_invocations: int | None = None,
 ) -> AttackResult:
     """Round to 8 bits, re-check success, and fall back to the original on failure."""
     originals = quantize(originals.detach()).to(model.device)
@@ -238,6 +241,7 @@ def finalize(
         adv_probs=adv_probs.cpu(),
         model_calls=(model_calls.cpu() + 2).long(),
         seconds=float(seconds),
+        model_invocations=0 if model_invocations is None else model_invocations + 2,
         interrupted=interrupted,
         params=dict(params),
     )
