@@ -24,7 +24,7 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Hashable
+from typing import Any, Callable, Hashable, Mapping
 
 import torch
 
@@ -35,10 +35,9 @@ QUEUED, RUNNING, DONE, STOPPED, CANCELLED, FAILED = "queued", "running", "done",
 FINISHED = frozenset({DONE, STOPPED, CANCELLED, FAILED})
 
 
-def default_workers(env: dict[str, str] | None = None) -> int:
+def default_workers(env: Mapping[str, str] | None = None) -> int:
     """Workers for this machine: ``SPARSEVIZ_WORKERS`` if set, else 1 per GPU, else cores // 2 (at least 1)."""
-    env = os.environ if env is None else env
-    text = env.get(WORKERS_ENV, "").strip()
+    text = (os.environ if env is None else env).get(WORKERS_ENV, "").strip()
     if text:
         try:
             count = int(text)
@@ -171,8 +170,9 @@ class JobPool:
                 job._done.set()
                 self._log("cache_hit", job)
                 return job
-            job = self._pending.get(key)
-            if job is not None:
+            joined = self._pending.get(key)
+            if joined is not None:
+                job = joined
                 self.counts["joined"] += 1
                 job.owners.add(owner)
                 self._log("joined", job)
