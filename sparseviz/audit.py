@@ -78,8 +78,13 @@ def run_audit(
     config: Any = None,
     attack: str = "sparse",
     on_step: Callable[[str], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> AuditReport:
-    """Attack every image (one at a time) with ``attack``; save adversarials and thumbnails under ``out``."""
+    """Attack every image (one at a time) with ``attack``; save adversarials and thumbnails under ``out``.
+
+    ``should_stop`` is asked before each image: when it says yes the audit ends there and the
+    report covers the images done so far (``meta["stopped"]`` and ``meta["not_run"]`` say so).
+    """
     if attack not in ATTACKS:
         raise ValueError(f"unknown attack {attack!r}; choose from: {', '.join(ATTACKS)}.")
     out = Path(out)
@@ -90,7 +95,11 @@ def run_audit(
     rows: list[dict[str, Any]] = []
     params: dict[str, Any] = dataclasses.asdict(config)
     names = model.class_names
+    done = 0
     for item in folder.images:
+        if should_stop is not None and should_stop():
+            break
+        done += 1
         with torch.no_grad():
             probs = model(item.image[None].to(model.device)).softmax(dim=1)[0].cpu()
         predicted = int(probs.argmax())
@@ -126,7 +135,7 @@ def run_audit(
         if summary["success"]:
             save_png(_thumbnail(result.originals[0], result.adversarials[0]), out / "thumbnails" / f"{stem}.png")
             if summary["l0_pixels"]:
-                # The causal obscuring/leading split (no maps: cheap enough for a whole folder).
+                # Obscuring/leading labels from contributions that add up (no maps: cheap enough for a folder).
                 row.update(explain_pixels(model, result, 0).counts)
         rows.append(row)
         if on_step is not None:
@@ -134,6 +143,7 @@ def run_audit(
     meta.update({
         "model": model.name, "attack": attack, "config": params, "layout": folder.layout,
         "total_seconds": time.perf_counter() - started, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "stopped": done < len(folder.images), "not_run": len(folder.images) - done,
     })
     return AuditReport(rows, list(folder.skipped), meta)
 
@@ -200,6 +210,8 @@ def write_audit(report: AuditReport, out: str | Path, *, easiest: int = 8) -> tu
         f"Every number is measured on the saved 8-bit PNG. Device {meta['device']}, {meta['cpu']}, "
         f"torch threads {meta['torch_threads']}; {meta['total_seconds'] / 60:.1f} min in all ({meta['date']}).",
     ]
+    if meta.get("stopped"):
+        overview.insert(1, f"Stopped by the user: {meta['not_run']} image(s) not attacked, not in this report.")
     histogram = pixel_histogram(report)
     most = max([count for _, count in histogram] + [1])
     classes = fragile_classes(report)
