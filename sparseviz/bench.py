@@ -186,7 +186,7 @@ def parse_overrides(items: Iterable[str]) -> dict[str, dict[str, str]]:
 CSV_COLUMNS = [
     "image", "attack", "kind", "model", "status", "label_source", "true_label", "true_name", "clean_confidence",
     "target_label", "target_name", "success", "adv_label", "adv_name", "adv_confidence", "l0_pixels", "l0_entries",
-    "l2", "linf", "seconds", "model_calls", "interrupted", "adversarial_png",
+    "l2", "linf", "seconds", "model_calls", "model_invocations", "interrupted", "adversarial_png",
 ]
 
 
@@ -380,6 +380,7 @@ def _row(
             "linf": round(summary["linf"], 6),
             "seconds": round(seconds if seconds is not None else summary["seconds"], 4),
             "model_calls": summary["model_calls"],
+            "model_invocations": summary["model_invocations"],
             "interrupted": int(summary["interrupted"]),
         })
     return row
@@ -408,7 +409,7 @@ def summary_table(run: BenchRun) -> tuple[list[str], list[list[str]]]:
     """One row per attack: the numbers the issue asks for, over the attacked images."""
     header = [
         "attack", "kind", "success", "pixels mean", "pixels median", "pixels max", "entries mean", "entries median",
-        "entries max", "median s / image", "median model calls",
+        "entries max", "median s / image", "median model calls", "median invocations",
     ] + [f"transfer to {name}" for name in run.transfer_models]
     table = []
     for attack in run.meta["attacks"]:
@@ -418,8 +419,9 @@ def summary_table(run: BenchRun) -> tuple[list[str], list[list[str]]]:
         entries = _stats([r["l0_entries"] for r in won])
         seconds = statistics.median([r["seconds"] for r in rows]) if rows else float("nan")
         calls = statistics.median([r["model_calls"] for r in rows]) if rows else float("nan")
+        invocations = statistics.median([r["model_invocations"] for r in rows]) if rows else float("nan")
         success = f"{len(won)}/{len(rows)} ({100 * len(won) / max(1, len(rows)):.0f}%)"
-        line = [attack, ATTACKS[attack].kind, success, *pixels, *entries, f"{seconds:.2f}", f"{calls:g}"]
+        line = [attack, ATTACKS[attack].kind, success, *pixels, *entries, f"{seconds:.2f}", f"{calls:g}", f"{invocations:g}"]
         for name in run.transfer_models:
             values = [r[f"transfer_{name}"] for r in won if r[f"transfer_{name}"] != ""]
             line.append(f"{sum(values)}/{len(values)} ({100 * sum(values) / len(values):.0f}%)" if values else "-")
