@@ -204,22 +204,32 @@ def run_audit(
     config: Any = None,
     attack: str = "sparse",
     on_step: Callable[[str], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> AuditReport:
-    """Attack every image (one at a time) with ``attack``; save adversarials and thumbnails under ``out``."""
+    """Attack every image (one at a time) with ``attack``; save adversarials and thumbnails under ``out``.
+
+    ``should_stop`` is asked before each image: when it says yes the audit ends there and the
+    report covers the images done so far (``meta["stopped"]`` and ``meta["not_run"]`` say so).
+    """
     if attack not in ATTACKS:
         raise ValueError(f"unknown attack {attack!r}; choose from: {', '.join(ATTACKS)}.")
     config = config if config is not None else ATTACKS[attack].config_type()
     meta = machine_info(model)
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
+    done = 0
     for item in folder.images:
-        for done in audit_batch(model, [item], attack=attack, config=config):
-            write_files(out, done.files)
-            rows.append(done.row)
+        if should_stop is not None and should_stop():
+            break
+        done += 1
+        for finished in audit_batch(model, [item], attack=attack, config=config):
+            write_files(out, finished.files)
+            rows.append(finished.row)
         if on_step is not None:
             on_step(item.name)
     meta.update(audit_meta(model.name, attack, config, folder.layout))
-    meta["total_seconds"] = time.perf_counter() - started
+    meta.update({"total_seconds": time.perf_counter() - started,
+                 "stopped": done < len(folder.images), "not_run": len(folder.images) - done})
     return build_report(rows, folder.skipped, meta)
 
 
@@ -291,6 +301,8 @@ def write_audit(report: AuditReport, out: str | Path, *, easiest: int = 8) -> tu
         f"Every number is measured on the saved 8-bit PNG. Device {meta['device']}, {meta['cpu']}, "
         f"torch threads {meta['torch_threads']}; {meta['total_seconds'] / 60:.1f} min in all ({meta['date']}).",
     ]
+    if meta.get("stopped"):
+        overview.insert(1, f"Stopped by the user: {meta['not_run']} image(s) not attacked, not in this report.")
     histogram = pixel_histogram(report)
     most = max([count for _, count in histogram] + [1])
     classes = fragile_classes(report)
