@@ -4,6 +4,10 @@ Run with ``streamlit run app.py``. The page only draws widgets and results; ever
 comes from one library call (``sparse_attack``, ``pgd``, ``interpret.explain``,
 ``experiments.sparsity_sweep``, ``experiments.transfer``) and every figure from ``views``.
 
+Heavy work (attacks, explanations, PGD, sweeps) runs on one server-wide pool of workers
+(``sparseviz.jobs``; ``SPARSEVIZ_WORKERS`` sets how many): each session sees its place in
+the queue, then a progress bar, and identical requests from any session share one run.
+
 Model-file uploads (TorchScript / torch.export) run their author's code, so they are off
 unless the server was started with ``SPARSEVIZ_TRUST_MODEL_UPLOADS=1`` or
 ``streamlit run app.py -- --trust-model-uploads``.
@@ -12,6 +16,7 @@ unless the server was started with ``SPARSEVIZ_TRUST_MODEL_UPLOADS=1`` or
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import math
 import os
@@ -19,12 +24,14 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import streamlit as st
 import torch
 
-from sparseviz import experiments, views
+from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+from sparseviz import demo, experiments, jobs, views, warmup
 from sparseviz.attacks import PGDConfig, SparseConfig, pgd, sparse_attack
 from sparseviz.attacks.base import AttackProgress, AttackResult
 from sparseviz.commands.attack import build_report
@@ -34,18 +41,18 @@ from sparseviz.models import (
     DEFAULT_MODEL, MODELS, ImageClassifier, ModelError, load_model, load_user_model, resolve_device,
 )
 
-try:  # Streamlit interrupts a running script with these when a widget changes (e.g. Stop is clicked)
-    from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException as _Interrupt
-except ImportError:  # pragma: no cover - another Streamlit layout: stopping discards the run instead
-    _Interrupt = ()  # type: ignore[assignment,misc]
-
 DEFAULTS = SparseConfig()
-DEFAULT_IMAGE = "chelsea"
+DEFAULT_IMAGE = demo.DEFAULT_PHOTO  # a photo the model is sure about (espresso 95%)
 TRUST_UPLOADS = os.environ.get("SPARSEVIZ_TRUST_MODEL_UPLOADS") == "1" or "--trust-model-uploads" in sys.argv[1:]
 USER_MODEL = "your model file"
+AUDIT_SOURCE = "from the audit"
+QUICK = os.environ.get("SPARSEVIZ_QUICK") == "1"  # load tests / slow machines: no colour refinement or swap
+# search in the app's attacks (several times fewer model calls, usually more pixels)
+POLL_SECONDS = 0.25  # how often a waiting page refreshes its queue position / progress bar
 CACHE_LIMIT = 24  # results kept per session (each ~1 MB); older ones are recomputed on demand
 METHOD_NAMES = {"gradcam": "Grad-CAM", "guided_gradcam": "Guided Grad-CAM",
-                "integrated_gradients": "Integrated Gradients", "saliency": "Saliency (gradient)"}
+                "integrated_gradients": "Integrated Gradients", "saliency": "Saliency (gradient)",
+                "smoothgrad": "SmoothGrad"}
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,24 @@ def cached_user_model(digest: str, data: bytes, suffix: str, size: int, mean: st
         return load_user_model(handle.name, info, trusted=True, device=device)
     finally:
         Path(handle.name).unlink(missing_ok=True)
+
+
+def session_alive(session_id: str) -> bool:
+    """Whether a browser tab is still connected to the session (a closed tab's queued job is dropped)."""
+    from streamlit.runtime import Runtime
+
+    return not Runtime.exists() or bool(Runtime.instance().is_active_session(session_id))
+
+
+@st.cache_resource(show_spinner=False)
+def job_pool() -> jobs.JobPool:
+    """The one pool of this server process: every session's heavy work queues here."""
+    return jobs.JobPool(jobs.default_workers(), alive=session_alive, log_path=os.environ.get(jobs.JOB_LOG_ENV))
+
+
+def session_id() -> str:
+    ctx = get_script_run_ctx()
+    return ctx.session_id if ctx is not None else "local"
 
 
 def remember(name: str, key: tuple, value: Any) -> Any:
@@ -111,7 +136,8 @@ def image_ui() -> tuple[str, LoadedImage] | None:
     """Sidebar image source; returns (image id, loaded image) or None after showing a message."""
     st.sidebar.header("1. Image")
     gallery = bundled_images()
-    sources = (["bundled photo"] if gallery else []) + ["upload", "camera"]
+    opened = st.session_state.get("opened")  # (name, bytes) of an image opened from the Audit page
+    sources = (["bundled photo"] if gallery else []) + ["upload", "camera"] + ([AUDIT_SOURCE] if opened else [])
     source = st.sidebar.radio("source", sources, horizontal=True, key="source")
     if source == "bundled photo":
         names = list(gallery)
@@ -124,6 +150,9 @@ def image_ui() -> tuple[str, LoadedImage] | None:
         except ImageLoadError as error:
             st.error(one_line(error))
             return None
+    if source == AUDIT_SOURCE and opened:
+        st.sidebar.caption(f"opened from the Audit page: {opened[0]}")
+        return audit_image_ui(*opened)
     if source == "upload":
         upload = st.sidebar.file_uploader("upload a photo (PNG, JPEG, WebP, BMP, GIF, TIFF)", key="upload")
         hint = "Upload a photo in the sidebar, or switch the source to a bundled photo."
@@ -141,6 +170,35 @@ def image_ui() -> tuple[str, LoadedImage] | None:
     for note in loaded.notes:
         st.sidebar.caption(f"note: {note}")
     return f"{source}:{hashlib.sha256(data).hexdigest()[:16]}", loaded
+
+
+def audit_image_ui(name: str, data: bytes) -> tuple[str, LoadedImage] | None:
+    """An image the Audit page opened here: loaded exactly as that audit loaded it."""
+    loaded = views.load_upload(name, data)
+    if isinstance(loaded, str):
+        st.error(f"Cannot use this file. {loaded}")
+        return None
+    return f"{AUDIT_SOURCE}:{hashlib.sha256(data).hexdigest()[:16]}", loaded
+
+
+def presets_ui() -> None:
+    """The "Try these" row: one click sets photo, goal and weight, and runs the attack."""
+
+    def apply(preset: demo.Preset) -> None:
+        st.session_state.update({
+            "source": "bundled photo", "bundled": preset.photo, "weight": preset.sparsity_weight,
+            "steps": DEFAULTS.steps, "seed": DEFAULTS.seed, "mode": "targeted" if preset.target else "untargeted",
+            "autorun": True, "lesson": preset.lesson,
+        })
+        if preset.target:
+            st.session_state["target"] = preset.target
+
+    st.markdown("**Try these** (one click each)")
+    columns = st.columns(len(demo.PRESETS))
+    for number, (column, preset) in enumerate(zip(columns, demo.PRESETS)):
+        column.button(preset.label, key=f"preset_{number}", on_click=apply, args=(preset,), width="stretch")
+    if st.session_state.get("lesson"):
+        st.caption(st.session_state["lesson"])
 
 
 def model_ui() -> tuple[str, bool]:
@@ -228,6 +286,8 @@ def settings_ui(class_names: list[str], true_label: int) -> tuple[Settings, bool
         device = st.selectbox("device", devices, index=devices.index(wanted_device) if wanted_device in devices else 0,
                               key="device")
         submitted = st.form_submit_button("Run attack", type="primary", width="stretch")
+        if QUICK:
+            st.caption("Quick mode (SPARSEVIZ_QUICK=1): no colour refinement or swap search, so more pixels.")
     settings = Settings(float(weight), int(steps), int(seed), target if mode == "targeted" else None, device)
     return settings, submitted
 
@@ -257,42 +317,122 @@ def how_it_works_ui() -> None:
 # --- running things ---------------------------------------------------------------------------
 
 
-def run_attack(model: ImageClassifier, image: torch.Tensor, label: int, settings: Settings,
-               status: Any) -> AttackResult:
-    """The sparse attack with a live progress bar and a Stop button.
+def queue_text(view: jobs.JobView, what: str, workers: int) -> str:
+    ahead = "next in line" if view.ahead == 0 else f"{view.ahead} ahead of you"
+    eta = "" if view.eta_seconds is None else f", about {max(1, round(view.eta_seconds))} s"
+    shared = f" (shared with {view.sharing - 1} other session(s) asking for the same)" if view.sharing > 1 else ""
+    return (f"{what} queued, {ahead}{eta}{shared}. This server runs {workers} heavy job(s) at a time "
+            f"for everyone; identical requests share one run.")
 
-    Clicking Stop (or any widget) makes Streamlit interrupt the script at its next page
-    update; the progress callback catches that, lets the attack finish its current step
-    and return its best valid result, then hands the interruption back to Streamlit.
+
+def follow(job: jobs.Job, place: Any, what: str) -> bool:
+    """Show ``job``'s place in the queue, then its progress bar, until it ends; False if the user left it.
+
+    The script waits here in short slices and redraws each time: a click anywhere makes
+    Streamlit interrupt it at that redraw and rerun the page, which comes back here while the
+    job is unfinished. Stop cancels a queued job (it never runs) and stops a running one at
+    its next step, unless other sessions wait on the same job: then only this one leaves it.
     """
-    config = SparseConfig(sparsity_weight=settings.sparsity_weight, steps=settings.steps, seed=settings.seed)
-    with status.container():
+    if job.finished_state:
+        return True
+    pool = job_pool()
+    with place.container():
         left, right = st.columns([5, 1], vertical_alignment="center")
-        bar = left.progress(0.0, text="starting the attack...")
-        right.button("Stop", key="stop_attack", width="stretch")
-    interrupted: list[BaseException] = []
+        line = left.empty()
+        stop = right.button("Stop", key=f"stop_{job.kind}", width="stretch")
+    if stop and not pool.cancel(session_id(), job) and not job.finished_state:
+        place.info(f"You stopped waiting; {what.lower()} goes on for the other session(s) that asked for it.")
+        return False
+    while not job.wait(POLL_SECONDS):
+        view = pool.snapshot(job)
+        if view.state == jobs.QUEUED:
+            line.info(queue_text(view, what, pool.workers))
+        else:
+            line.progress(view.fraction, text=view.text or f"{what} running...")
+    place.empty()
+    return True
 
-    def on_progress(info: AttackProgress) -> None:
-        if interrupted:
-            return
-        best = int(info.best_pixels[0])
-        confidence = float(info.true_confidence[0])
-        try:
-            bar.progress(min(1.0, info.step / max(1, info.total_steps)), text=(
+
+def submit_job(kind: str, key: tuple, work: jobs.Work) -> jobs.Job:
+    """Queue ``work`` on the shared pool as this session's one job (replacing its unfinished one)."""
+    job_key = (kind, *key)
+    job = job_pool().submit(session_id(), job_key, work, kind=kind, label=" ".join(map(str, job_key)))
+    st.session_state["job"] = job
+    return job
+
+
+def pooled(kind: str, key: tuple, work: jobs.Work | None, place: Any, what: str, *, start: bool) -> jobs.Job | None:
+    """This session's finished job for ``(kind, *key)``, run on the shared pool; None if not asked for.
+
+    ``start`` submits it (replacing this session's other unfinished job); after a rerun the
+    session's unfinished job with this key is followed again without a new click.
+    """
+    job: jobs.Job | None = st.session_state.get("job")
+    if job is None or job.key != (kind, *key):
+        if not start or work is None:
+            return None
+        job = submit_job(kind, key, work)
+    if not follow(job, place, what):
+        st.session_state.pop("job", None)
+        return None
+    if st.session_state.get("job") == job:
+        del st.session_state["job"]
+    if job.state == jobs.FAILED:
+        place.error(f"{what} failed: {one_line(job.error or RuntimeError())}")
+    return job
+
+
+def attack_config(settings: Settings, weight: float) -> SparseConfig:
+    quick: dict[str, Any] = {"refine_steps": 0, "swap_calls": 0} if QUICK else {}
+    return SparseConfig(sparsity_weight=weight, steps=settings.steps, seed=settings.seed, **quick)
+
+
+def attack_work(model: ImageClassifier, image: torch.Tensor, label: int, settings: Settings) -> jobs.Work:
+    """The sparse attack as a pool job: it reports a progress line and stops when asked."""
+    config = attack_config(settings, settings.sparsity_weight)
+
+    def work(ctx: jobs.JobContext) -> AttackResult:
+        def on_progress(info: AttackProgress) -> None:
+            best = int(info.best_pixels[0])
+            confidence = float(info.true_confidence[0])
+            ctx.report(info.step / max(1, info.total_steps), (
                 f"{info.phase}: step {info.step}/{info.total_steps} | {int(info.current_pixels[0])} pixels selected"
                 f"{f' | best so far {best} px' if best >= 0 else ''}"
                 f"{'' if math.isnan(confidence) else f' | true-class confidence {confidence:.1%}'}"
             ))
-        except _Interrupt as request:
-            interrupted.append(request)
 
-    targets = None if settings.target is None else torch.tensor([model.class_index(settings.target)])
-    result = sparse_attack(model, image, torch.tensor([label]), targets=targets, config=config, progress=on_progress,
-                           should_stop=lambda: bool(interrupted))
-    if interrupted:
-        st.session_state["partial"] = (run_key(settings), result)
-        raise interrupted[0]
-    return result
+        targets = None if settings.target is None else torch.tensor([model.class_index(settings.target)])
+        return sparse_attack(model, image, torch.tensor([label]), targets=targets, config=config,
+                             progress=on_progress, should_stop=ctx.should_stop)
+
+    return work
+
+
+def attack_outcome(job: jobs.Job | None) -> str | None:
+    """Keep a finished attack job's result in the session; returns a line to show when nothing ran to the end."""
+    if job is None:
+        return "You left the shared run. Press **Run attack** to wait for it again."
+    key = cast(tuple, job.key)[1:]
+    if job.state == jobs.DONE:
+        remember("results", key, job.result)
+        st.session_state["last_key"] = key
+    elif job.state == jobs.STOPPED:
+        st.session_state["partial"] = (key, job.result)
+    elif job.state == jobs.CANCELLED:
+        return "Stopped while queued: the attack never ran. Press **Run attack** to queue it again."
+    return None
+
+
+def prefetched(image_id: str, model_id: str, settings: Settings) -> AttackResult | None:
+    """The server's warm-up result when these are exactly the default photo, model and settings."""
+    if settings.target is not None or not image_id.startswith("bundled:"):
+        return None
+    try:
+        key = warmup.WarmKey(image_id.split(":", 1)[1], model_id, str(resolve_device(settings.device)),
+                             attack_config(settings, settings.sparsity_weight))
+    except ValueError:
+        return None
+    return warmup.prefetched(key)
 
 
 def run_key(settings: Settings) -> tuple:
@@ -305,6 +445,11 @@ def run_key(settings: Settings) -> tuple:
 
 def metrics_ui(result: AttackResult, class_names: list[str]) -> None:
     summary = result.summary(0, class_names)
+    st.markdown(f"<div class='sv-headline'>{html.escape(demo.flip_headline(result, class_names))}</div>",
+                unsafe_allow_html=True)
+    if demo.is_near_tie(result.clean_probs[0]):
+        st.warning("Near tie: before the attack the model was almost as sure of its runner-up, so this flip shows "
+                   "an unsure model more than a fragile one. A confident photo (e.g. coffee) makes the point.")
     if summary["success"]:
         st.success(f"Fooled: **{summary['true_name']}** ({summary['true_confidence']:.1%}) -> "
                    f"**{summary['adv_name']}** ({summary['adv_confidence']:.1%})")
@@ -312,12 +457,16 @@ def metrics_ui(result: AttackResult, class_names: list[str]) -> None:
         st.warning("Stopped before the model was fooled. Press **Run attack** to run it in full.")
     else:
         st.warning("The attack did not fool the model within its steps; try a lower sparsity weight or more steps.")
-    columns = st.columns(5)
-    columns[0].metric("pixels changed", summary["l0_pixels"])
-    columns[1].metric("channel entries", summary["l0_entries"])
-    columns[2].metric("l2", f"{summary['l2']:.3f}")
-    columns[3].metric("linf", f"{summary['linf']:.3f}")
-    columns[4].metric("seconds", f"{summary['seconds']:.1f}")
+    big = st.container(key="big_numbers").columns(3)
+    big[0].metric("pixels changed", summary["l0_pixels"])
+    big[1].metric(f"{summary['true_name']}: before", demo.percent(summary["true_confidence"]))
+    big[2].metric(f"{summary['true_name']}: after", demo.percent(summary["true_confidence_after"]),
+                  delta=f"{100 * (summary['true_confidence_after'] - summary['true_confidence']):+.0f} points")
+    columns = st.columns(4)
+    columns[0].metric("channel entries", summary["l0_entries"])
+    columns[1].metric("l2", f"{summary['l2']:.3f}")
+    columns[2].metric("linf", f"{summary['linf']:.3f}")
+    columns[3].metric("seconds", f"{summary['seconds']:.1f}")
     total = result.originals.shape[-1] * result.originals.shape[-2]
     st.caption(f"{summary['l0_pixels']} of {total:,} pixels ({summary['l0_pixels'] / total:.3%}); "
                f"true class after the attack: {summary['true_confidence_after']:.1%}; {summary['model_calls']} model "
@@ -349,6 +498,17 @@ def results_ui(result: AttackResult, model: ImageClassifier, image_name: str, de
         st.caption("The address bar now holds a link that restores this photo, model and settings.")
 
 
+def explain_work(model: ImageClassifier, result: AttackResult, method: str) -> jobs.Work:
+    """The explanation as a pool job: it reports the split's progress."""
+    from sparseviz import interpret
+
+    def work(ctx: jobs.JobContext) -> Any:
+        return interpret.explain(model, result, 0, method=method,
+                                 progress=lambda fraction, stage: ctx.report(fraction, f"{stage}: {fraction:.0%}"))
+
+    return work
+
+
 def explanation_ui(model: ImageClassifier, result: AttackResult, key: tuple) -> None:
     if not bool(result.success[0]):
         st.info("Nothing to explain: the attack did not fool the model.")
@@ -356,36 +516,61 @@ def explanation_ui(model: ImageClassifier, result: AttackResult, key: tuple) -> 
     from sparseviz import interpret
 
     methods = [m for m in interpret.METHODS if model.cam_layer is not None or "gradcam" not in m]
-    method = st.selectbox("attribution method (Captum)", methods, format_func=lambda m: METHOD_NAMES.get(m, m),
+    method = st.selectbox("attribution maps (Captum)", methods, format_func=lambda m: METHOD_NAMES.get(m, m),
                           key="method")
     explain_key = (*key, method)
     explanation = recall("explanations", explain_key)
     if explanation is None:
-        try:
-            with st.spinner(f"Computing {METHOD_NAMES.get(method, method)} maps and pixel ablations..."):
-                explanation = remember("explanations", explain_key, interpret.explain(model, result, 0, method=method))
-        except Exception as error:  # noqa: BLE001 - an attribution failure is a message, not a crash
-            st.error(f"Interpretation failed: {one_line(error)}")
+        stopped = st.session_state.setdefault("stopped_explanations", set())
+        start = explain_key not in stopped or st.button("Compute the explanation", key="run_explain")
+        job = pooled("explain", explain_key, explain_work(model, result, method),
+                     st.empty(), f"The {METHOD_NAMES.get(method, method)} explanation", start=bool(start))
+        if job is None or job.state != jobs.DONE:
+            if job is not None and job.state in (jobs.STOPPED, jobs.CANCELLED):
+                stopped.add(explain_key)  # stopped by the user: do not start it again on the next rerun
+                st.info("Explanation stopped. Press **Compute the explanation** to run it.")
             return
+        stopped.discard(explain_key)
+        explanation = remember("explanations", explain_key, job.result)
+    st.markdown(f"**{explanation.sentence}**")
+    st.markdown(
+        "Each changed pixel gets two numbers that **add up** over the pixels: its part of the drop of the "
+        f"true class's evidence (**obscuring**, '{explanation.true_name}') and its part of the rise of the "
+        f"adversarial class's evidence (**leading**, '{explanation.adv_name}'). Evidence is the centred logit "
+        "z - mean(z), which the softmax does not couple."
+    )
+    joint = explanation.joint
+    columns = st.columns(4)
+    columns[0].metric("best single pixel alone", f"{joint.best_single_share:.0%} of the flip",
+                      help="the pixel pasted alone onto the clean photo, as a share of the whole attack's change of "
+                           "the margin between the two classes")
+    columns[1].metric("smallest set that flips", f"{joint.smallest_flipping_set} of {joint.pixels} px",
+                      help="the top pixels by contribution, pasted together onto the clean photo")
+    columns[2].metric("split holds on this image", "yes" if explanation.holds else "no", help=explanation.holds_why)
+    columns[3].metric("maps agree with the causes", "n/a" if explanation.agreement is None
+                      else f"{explanation.agreement:+.2f}",
+                      help="Spearman rank correlation over the changed pixels between the maps and the measured "
+                           "contributions (1 = same order, 0 = unrelated)")
     for warning in explanation.warnings:
         st.warning(warning)
-    st.markdown(
-        "The four maps share **one colour scale**, so brighter means more evidence in every panel. "
-        "**Obscuring** pixels hide evidence for the true class (reverting one brings the true class back); "
-        "**leading** pixels add evidence for the adversarial class (reverting one lowers it)."
-    )
+    st.plotly_chart(views.contribution_chart(explanation.pixels), width="stretch", key="contributions")
+    left, right = st.columns([3, 2])
+    with left:
+        st.plotly_chart(views.ablation_bars(explanation.ablation), width="stretch", key="ablation")
+    with right:
+        st.plotly_chart(views.joint_action_bars(explanation.pixels), width="stretch", key="joint")
+    st.caption(f"Group ablation: obscuring group = obscuring + both pixels, leading group = leading + both. "
+               f"{explanation.holds_why}.")
     if explanation.maps:
+        st.markdown("The four maps share **one colour scale**; changed pixels are ringed in their label's colour.")
         st.plotly_chart(views.maps_grid(explanation.maps, explanation.vmin, explanation.vmax, explanation.pixels),
                         width="stretch", key="maps")
-    left, right = st.columns([2, 3])
-    with left:
-        st.plotly_chart(views.pixels_by_kind(result.adversarials[0], explanation.pixels), width="stretch",
-                        key="kinds")
-    with right:
-        st.plotly_chart(views.ablation_bars(explanation.ablation), width="stretch", key="ablation")
+    st.plotly_chart(views.pixels_by_kind(result.adversarials[0], explanation.pixels), width="stretch", key="kinds")
     st.dataframe(views.pixel_table(explanation.pixels), width="stretch", hide_index=True, key="pixel_table")
-    st.caption(f"explained in {explanation.seconds:.1f} s; kinds from the causal view (revert one pixel, "
-               f"re-classify); 'views agree' compares it with the attribution maps.")
+    st.caption(f"Split by {explanation.split_method} ({explanation.split_note}); completeness error "
+               f"{explanation.completeness_error:.3f} of a {explanation.total_drop + explanation.total_rise:.2f} "
+               f"margin change; explained in {explanation.seconds:.1f} s "
+               f"({explanation.split_seconds:.1f} s for the split and its proof).")
 
 
 def compare_ui(model: ImageClassifier, result: AttackResult, image: torch.Tensor, label: int, key: tuple,
@@ -394,13 +579,13 @@ def compare_ui(model: ImageClassifier, result: AttackResult, image: torch.Tensor
     st.markdown("A dense attack (PGD, l-inf 4/255) changes almost **every pixel a little**; the sparse one changes "
                 "**a few pixels a lot**.")
     dense = recall("comparisons", key)
-    if dense is None and st.button("Run PGD on the same image", key="run_pgd"):
-        try:
-            with st.spinner("Running PGD..."):
-                dense = remember("comparisons", key, pgd(model, image, torch.tensor([label]), targets=result.targets,
-                                                         config=PGDConfig()))
-        except Exception as error:  # noqa: BLE001
-            st.error(f"PGD failed: {one_line(error)}")
+    if dense is None:
+        clicked = st.button("Run PGD on the same image", key="run_pgd")
+        job = pooled("pgd", key, lambda ctx: pgd(model, image, torch.tensor([label]), targets=result.targets,
+                                                 config=PGDConfig(), should_stop=ctx.should_stop),
+                     st.empty(), "PGD", start=clicked)
+        if job is not None and job.state == jobs.DONE:
+            dense = remember("comparisons", key, job.result)
     if dense is not None:
         rows = []
         for name, res in (("sparse (sparseviz)", result), ("PGD (dense)", dense)):
@@ -421,19 +606,23 @@ def compare_ui(model: ImageClassifier, result: AttackResult, image: torch.Tensor
                 "one after another: how many pixels each needs and how confident the fooled model is.")
     sweep_key = (*key[:2], *key[3:], weights)  # every setting except the weight itself
     points = recall("sweeps", sweep_key)
-    if points is None and st.button(f"Run the sweep ({len(weights)} attacks)", key="run_sweep"):
-        bar = st.progress(0.0, text="sweeping...")
+    if points is None:
+        clicked = st.button(f"Run the sweep ({len(weights)} attacks)", key="run_sweep")
         target = None if settings.target is None else model.class_index(settings.target)
-        config = SparseConfig(steps=settings.steps, seed=settings.seed)
-        try:
-            points = remember("sweeps", sweep_key, experiments.sparsity_sweep(
-                model, image, label, weights, target=target, config=config,
-                on_point=lambda i, p: bar.progress((i + 1) / len(weights),
-                                                   text=f"weight {p.sparsity_weight:g}: {p.pixels} pixels"),
-            ))
-        except Exception as error:  # noqa: BLE001
-            st.error(f"The sweep failed: {one_line(error)}")
-        bar.empty()
+        config = attack_config(settings, DEFAULTS.sparsity_weight)
+
+        def sweep(ctx: jobs.JobContext) -> list[experiments.SweepPoint]:
+            return experiments.sparsity_sweep(
+                model, image, label, weights, target=target, config=config, should_stop=ctx.should_stop,
+                on_point=lambda i, p: ctx.report((i + 1) / len(weights),
+                                                 f"weight {p.sparsity_weight:g}: {p.pixels} pixels"))
+
+        job = pooled("sweep", sweep_key, sweep, st.empty(), "The sweep", start=clicked)
+        if job is not None and job.state == jobs.DONE:
+            points = remember("sweeps", sweep_key, job.result)
+        elif job is not None and job.state == jobs.STOPPED and job.result:
+            points = job.result
+            st.caption(f"Stopped after {len(points)} of {len(weights)} weights.")
     if points is not None:
         st.plotly_chart(views.sweep_figure(points), width="stretch", key="sweep_figure")
         st.dataframe(views.sweep_table(points), width="stretch", hide_index=True, key="sweep_table")
@@ -464,11 +653,19 @@ def transfer_ui(model_id: str, model: ImageClassifier, result: AttackResult, key
         st.dataframe(views.transfer_table(rows), width="stretch", hide_index=True, key="transfer_table")
 
 
+def demo_markdown(text: str) -> str:
+    """The library's **bold** sentences as HTML (class names escaped), for the large-type blocks."""
+    parts = html.escape(text).split("**")
+    return "".join(f"<b>{part}</b>" if i % 2 else part for i, part in enumerate(parts))
+
+
 def clean_ui(image: torch.Tensor, clean: torch.Tensor, model: ImageClassifier) -> None:
     left, right = st.columns([1, 3])
     left.image(to_pil(image[0]), caption=f"model input ({model.input_size}x{model.input_size}, 8-bit)",
                width="stretch")
     right.subheader(f"What {getattr(model, 'name', 'the model')} sees: top-5")
+    right.markdown(f"<div class='sv-verdict'>{demo_markdown(demo.clean_verdict(clean, model.class_names))}</div>",
+                   unsafe_allow_html=True)
     right.dataframe(
         [{"class": r["class"], "probability": r["probability"]} for r in views.top5_frame(clean, model.class_names)],
         hide_index=True, width="stretch", key="clean_top5",
@@ -482,8 +679,11 @@ def clean_ui(image: torch.Tensor, clean: torch.Tensor, model: ImageClassifier) -
 
 def main() -> None:
     st.set_page_config(page_title="sparseviz", page_icon=":mag:", layout="wide")
+    st.html(demo.PROJECTOR_CSS)
+    warmup.start()  # once per server: the default model and the default flip, before anyone clicks
     st.title("sparseviz: how few pixels does it take?")
     st.caption("Change a handful of pixels until the classifier changes its mind, then see why it worked.")
+    presets_ui()
     how_it_works_ui()
 
     picked = image_ui()
@@ -513,10 +713,20 @@ def main() -> None:
     clean = model.predict_proba(image)[0].cpu()
     label = int(clean.argmax())
     settings, submitted = settings_ui(model.class_names, label)
+    submitted = bool(st.session_state.pop("autorun", False)) or submitted  # a "Try these" click runs at once
     clean_ui(image, clean, model)
 
     key = run_key(settings)
-    status = st.empty()  # progress bar + Stop while running, one line otherwise: the tabs below never move
+    handoff = st.session_state.pop("handoff", None)
+    if isinstance(handoff, AttackResult) and torch.equal(handoff.originals[0], image[0].cpu()):
+        remember("results", key, handoff)  # an image opened from the Audit page, with its audit result
+        st.session_state["last_key"] = key
+    if submitted and recall("results", key) is None:
+        warm = prefetched(image_id, model_id, settings)
+        if warm is not None:  # the server computed the default flip at start: same settings, same pixels
+            remember("results", key, warm)
+    status = st.empty()  # queue place / progress bar + Stop while waiting, one line otherwise: the tabs never move
+    note = None
     if submitted:
         st.query_params.from_dict({k: str(v) for k, v in {
             "image": image_id.split(":", 1)[1] if image_id.startswith("bundled:") else None,
@@ -524,12 +734,15 @@ def main() -> None:
             "steps": settings.steps, "seed": settings.seed, "target": settings.target, "device": settings.device,
         }.items() if v is not None})
         if recall("results", key) is None:
-            try:
-                remember("results", key, run_attack(model, image, label, settings, status))
-            except Exception as error:  # noqa: BLE001 - a failed attack is a message; the app keeps serving
-                st.error(f"The attack failed: {one_line(error)}")
-                return
-        st.session_state["last_key"] = key
+            submit_job("attack", key, attack_work(model, image, label, settings))  # replaces an unfinished job
+        else:
+            st.session_state["last_key"] = key
+    waiting = st.session_state.get("job")
+    if waiting is not None and waiting.kind == "attack":  # this session's attack, submitted before a rerun
+        job = pooled("attack", cast(tuple, waiting.key)[1:], None, status, "The attack", start=False)
+        note = attack_outcome(job)
+        if job is not None and job.state == jobs.FAILED:
+            return
     result = recall("results", key)
     partial = st.session_state.get("partial")
     if result is None and partial is not None and partial[0] == key and st.session_state.get("last_key") != key:
@@ -541,8 +754,8 @@ def main() -> None:
         else:
             status.caption(f"Stopped by you after {result.seconds:.1f} s, before the model was fooled; "
                            "press Run attack to run it in full.")
-    elif result is None or st.session_state.get("last_key") != key:
-        status.info("Set the attack in the sidebar and press **Run attack**.")
+    elif result is None:  # a result for these settings stays shown when the session comes back to them
+        status.info(note or "Set the attack in the sidebar and press **Run attack**.")
         return
     else:
         target = f"target {settings.target}" if settings.target else "untargeted"
@@ -559,4 +772,24 @@ def main() -> None:
         transfer_ui(model_id, model, result, key, device)
 
 
-main()
+# --- pages -------------------------------------------------------------------------------------
+
+# The single-image page's widgets: Streamlit forgets a widget's value while another page is
+# shown, so the router re-asserts them and a visit to the Audit page changes nothing here.
+KEEP_ACROSS_PAGES = ("source", "bundled", "model", "weight", "steps", "seed", "mode", "target", "device", "method")
+
+
+def navigation() -> None:
+    """Two pages: this single-image view (the default) and the Audit page (app_pages/audit.py)."""
+    for key in KEEP_ACROSS_PAGES:
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
+    single = st.Page(main, title="Single image", icon=":material/image:", default=True)
+    audit = st.Page("app_pages/audit.py", title="Audit", icon=":material/fact_check:", url_path="audit")
+    pages = st.navigation([single, audit])
+    if st.session_state.pop("switch_to_single", False):  # "open in the single-image view" on the Audit page
+        st.switch_page(single)
+    pages.run()
+
+
+navigation()

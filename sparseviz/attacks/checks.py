@@ -5,14 +5,14 @@ variant of image i still fool the model, and by how much?". Latency on a GPU is
 set by how many network calls run one after another (invocations), not by how many
 images each call holds, so :class:`Checker` answers a whole list of such questions,
 for every image of a batch at once, in one call, and counts both numbers: images
-evaluated per image (``calls``) and sequential calls (``invocations``).
+evaluated per image (``calls``); the runner counts sequential calls (invocations).
 """
 
 from __future__ import annotations
 
 import torch
 
-from ..models import ImageClassifier
+from ..models import ImageClassifier, one_invocation
 from .base import is_adversarial, margin
 
 
@@ -41,12 +41,10 @@ class Checker:
         self.labels = labels
         self.targets = targets
         self.calls = calls  # (N,) images evaluated per image, updated in place
-        self.invocations = 0  # sequential network calls so far
 
-    def charge(self, owners: torch.Tensor, invocations: int = 1) -> None:
+    def charge(self, owners: torch.Tensor) -> None:
         """Count a call made elsewhere (the optimisation's steps) that evaluated ``owners``."""
         self.calls.index_add_(0, owners, torch.ones_like(owners))
-        self.invocations += invocations
 
     def _criterion(self, owners: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         return self.labels[owners], None if self.targets is None else self.targets[owners]
@@ -57,7 +55,7 @@ class Checker:
             empty = batch.new_zeros(0)
             return empty, empty.bool()
         chunk = forward_chunk(batch.device)
-        with torch.no_grad():
+        with torch.no_grad(), one_invocation():
             logits = torch.cat([self.model(batch[start : start + chunk]) for start in range(0, batch.shape[0], chunk)])
         self.charge(owners)
         labels, targets = self._criterion(owners)
@@ -68,12 +66,13 @@ class Checker:
         chunk = forward_chunk(batch.device)
         labels, targets = self._criterion(owners)
         gradients, margins = [], []
-        for start in range(0, batch.shape[0], chunk):
-            part = slice(start, start + chunk)
-            probe = batch[part].detach().clone().requires_grad_(True)
-            value = margin(self.model(probe), labels[part], None if targets is None else targets[part])
-            (gradient,) = torch.autograd.grad(value.sum(), probe)
-            gradients.append(gradient)
-            margins.append(value.detach())
+        with one_invocation():
+            for start in range(0, batch.shape[0], chunk):
+                part = slice(start, start + chunk)
+                probe = batch[part].detach().clone().requires_grad_(True)
+                value = margin(self.model(probe), labels[part], None if targets is None else targets[part])
+                (gradient,) = torch.autograd.grad(value.sum(), probe)
+                gradients.append(gradient)
+                margins.append(value.detach())
         self.charge(owners)
         return torch.cat(gradients), torch.cat(margins)
