@@ -107,7 +107,7 @@ def write_files(out: str | Path, files: dict[str, bytes]) -> None:
 
 def pixel_kind_counts(model: ImageClassifier, result: AttackResult, index: int) -> dict[str, int]:
     """The obscuring/leading labels the audit counts for one flip: the only place the audit picks them."""
-    # The causal split (no maps: cheap enough for a whole folder).
+    # Obscuring/leading labels from contributions that add up (no maps: cheap enough for a folder).
     return dict(explain_pixels(model, result, index).counts)
 
 
