@@ -186,7 +186,8 @@ def presets_ui() -> None:
 
     def apply(preset: demo.Preset) -> None:
         st.session_state.update({
-            "source": "bundled photo", "bundled": preset.photo, "weight": preset.sparsity_weight,
+            "source": "bundled photo", "bundled": preset.photo, "model": DEFAULT_MODEL,
+            "weight": preset.sparsity_weight,
             "steps": DEFAULTS.steps, "seed": DEFAULTS.seed, "mode": "targeted" if preset.target else "untargeted",
             "autorun": True, "lesson": preset.lesson,
         })
