@@ -151,7 +151,7 @@ def thumbnails_ui(kept: dict, rows: list[dict], title: str, key: str) -> None:
     if not rows:
         st.caption("none")
         return
-    columns = st.columns(len(rows))
+    columns = st.columns(SHOWN)  # same thumbnail size whatever the count
     run = kept["run"]
     for number, (column, row) in enumerate(zip(columns, rows)):
         picture = run.file(audit_session.thumbnail_path(row) or str(row["adversarial_png"]))

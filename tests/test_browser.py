@@ -208,7 +208,8 @@ def test_browser_run_explain_and_bad_upload(server, tmp_path):
             assert len(rows) == 1 + len(AUDIT_PHOTOS) and rows[0].startswith("image,status")
             _screenshot(page, "audit_full.png", height=2400, width=1920)
             page.get_by_role("button", name="open in the single-image view").first.click()
-            page.get_by_text("pixels changed").first.wait_for(timeout=RESULT_TIMEOUT_MS)
+            page.locator(".st-key-big_numbers").first.wait_for(timeout=RESULT_TIMEOUT_MS)  # the single-image view
+            assert "->" in page.locator(".sv-headline").first.inner_text()
             assert page.locator('[data-testid="stException"]').count() == 0
             _screenshot(page, "audit_opened.png", height=1400)
         finally:
