@@ -88,10 +88,19 @@ def session_alive(session_id: str) -> bool:
     return not Runtime.exists() or bool(Runtime.instance().is_active_session(session_id))
 
 
+def warm_worker() -> None:
+    """First-use costs, paid in each worker before any job: Captum's import and the thread's first
+    autograd pass each held the GIL for about a second on a busy 2-core CPU, stalling every page."""
+    import captum.attr  # noqa: F401
+
+    torch.ones(2, requires_grad=True).sum().backward()
+
+
 @st.cache_resource(show_spinner=False)
 def job_pool() -> jobs.JobPool:
     """The one pool of this server process: every session's heavy work queues here."""
-    return jobs.JobPool(jobs.default_workers(), alive=session_alive, log_path=os.environ.get(jobs.JOB_LOG_ENV))
+    return jobs.JobPool(jobs.default_workers(), alive=session_alive, log_path=os.environ.get(jobs.JOB_LOG_ENV),
+                        warmup=warm_worker)
 
 
 def session_id() -> str:
@@ -609,6 +618,7 @@ def main() -> None:
         st.error(one_line(error))
         return
     st.session_state["image_id"], st.session_state["model_id"] = image_id, model_id
+    job_pool()  # created, its workers warmed up, at the first page load rather than the first click
 
     image = model.preprocess(to_tensor(loaded.image))[None]
     clean = model.predict_proba(image)[0].cpu()
