@@ -78,6 +78,33 @@ def folder_class(model: ImageClassifier, name: str) -> int:
     raise ValueError(f"folder {name!r} is not a class of {model.name} (use a class index or exact class name).")
 
 
+def load_file(
+    path: Path, relative: str, class_name: str | None, model: ImageClassifier, class_cache: dict[str, int | str] | None = None
+) -> BenchImage | tuple[str, str]:
+    """One file as a preprocessed image, or ``(relative, one-line reason)`` when it cannot be used.
+
+    Shared by the local folder loader and the distributed audit's decode tasks, so both
+    skip the same files with the same words.
+    """
+    cache = class_cache if class_cache is not None else {}
+    label = None
+    if class_name is not None:
+        if class_name not in cache:
+            try:
+                cache[class_name] = folder_class(model, class_name)
+            except ValueError as error:
+                cache[class_name] = str(error)
+        if isinstance(cache[class_name], str):
+            return relative, str(cache[class_name])
+        label = int(cache[class_name])
+    try:
+        loaded = load_image(path)
+    except ImageLoadError as error:
+        reason = str(error)
+        return relative, reason[len(path.name) + 2 :] if reason.startswith(f"{path.name}: ") else reason
+    return BenchImage(relative, model.preprocess(to_tensor(loaded.image)), label)
+
+
 def load_folder(folder: str | Path, model: ImageClassifier, *, limit: int | None = None) -> LoadedFolder:
     """Load and preprocess every image of a folder, skipping (and reporting) what cannot be used."""
     files, layout = image_files(Path(folder))
@@ -85,25 +112,11 @@ def load_folder(folder: str | Path, model: ImageClassifier, *, limit: int | None
     skipped: list[tuple[str, str]] = []
     class_cache: dict[str, int | str] = {}
     for path, class_name in files:
-        relative = str(path.relative_to(folder))
-        label = None
-        if class_name is not None:
-            if class_name not in class_cache:
-                try:
-                    class_cache[class_name] = folder_class(model, class_name)
-                except ValueError as error:
-                    class_cache[class_name] = str(error)
-            if isinstance(class_cache[class_name], str):
-                skipped.append((relative, str(class_cache[class_name])))
-                continue
-            label = int(class_cache[class_name])
-        try:
-            loaded = load_image(path)
-        except ImageLoadError as error:
-            reason = str(error)
-            skipped.append((relative, reason[len(path.name) + 2 :] if reason.startswith(f"{path.name}: ") else reason))
+        loaded = load_file(path, str(path.relative_to(folder)), class_name, model, class_cache)
+        if isinstance(loaded, tuple):
+            skipped.append(loaded)
             continue
-        images.append(BenchImage(relative, model.preprocess(to_tensor(loaded.image)), label))
+        images.append(loaded)
         if limit is not None and len(images) >= limit:
             break
     return LoadedFolder(images, skipped, layout)
@@ -173,7 +186,7 @@ def parse_overrides(items: Iterable[str]) -> dict[str, dict[str, str]]:
 CSV_COLUMNS = [
     "image", "attack", "kind", "model", "status", "label_source", "true_label", "true_name", "clean_confidence",
     "target_label", "target_name", "success", "adv_label", "adv_name", "adv_confidence", "l0_pixels", "l0_entries",
-    "l2", "linf", "seconds", "model_calls", "interrupted", "adversarial_png",
+    "l2", "linf", "seconds", "model_calls", "model_invocations", "interrupted", "adversarial_png",
 ]
 
 
@@ -367,6 +380,7 @@ def _row(
             "linf": round(summary["linf"], 6),
             "seconds": round(seconds if seconds is not None else summary["seconds"], 4),
             "model_calls": summary["model_calls"],
+            "model_invocations": summary["model_invocations"],
             "interrupted": int(summary["interrupted"]),
         })
     return row
@@ -395,7 +409,7 @@ def summary_table(run: BenchRun) -> tuple[list[str], list[list[str]]]:
     """One row per attack: the numbers the issue asks for, over the attacked images."""
     header = [
         "attack", "kind", "success", "pixels mean", "pixels median", "pixels max", "entries mean", "entries median",
-        "entries max", "median s / image", "median model calls",
+        "entries max", "median s / image", "median model calls", "median invocations",
     ] + [f"transfer to {name}" for name in run.transfer_models]
     table = []
     for attack in run.meta["attacks"]:
@@ -405,8 +419,9 @@ def summary_table(run: BenchRun) -> tuple[list[str], list[list[str]]]:
         entries = _stats([r["l0_entries"] for r in won])
         seconds = statistics.median([r["seconds"] for r in rows]) if rows else float("nan")
         calls = statistics.median([r["model_calls"] for r in rows]) if rows else float("nan")
+        invocations = statistics.median([r["model_invocations"] for r in rows]) if rows else float("nan")
         success = f"{len(won)}/{len(rows)} ({100 * len(won) / max(1, len(rows)):.0f}%)"
-        line = [attack, ATTACKS[attack].kind, success, *pixels, *entries, f"{seconds:.2f}", f"{calls:g}"]
+        line = [attack, ATTACKS[attack].kind, success, *pixels, *entries, f"{seconds:.2f}", f"{calls:g}", f"{invocations:g}"]
         for name in run.transfer_models:
             values = [r[f"transfer_{name}"] for r in won if r[f"transfer_{name}"] != ""]
             line.append(f"{sum(values)}/{len(values)} ({100 * sum(values) / len(values):.0f}%)" if values else "-")

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -51,6 +54,28 @@ def imagenet_categories() -> list[str]:
     from torchvision.models import ResNet50_Weights
 
     return list(ResNet50_Weights.IMAGENET1K_V2.meta["categories"])
+
+
+class InvocationCount:
+    """How many times the network ran (sequentially, whatever the batch size)."""
+
+    def __init__(self) -> None:
+        self.value = 0
+
+
+# Per thread/context, so concurrent attacks on one shared model never mix their counts.
+_INVOCATIONS: ContextVar[InvocationCount | None] = ContextVar("sparseviz_invocations", default=None)
+
+
+@contextmanager
+def count_invocations() -> Iterator[InvocationCount]:
+    """Count every forward pass of any :class:`ImageClassifier` made in this context."""
+    count = InvocationCount()
+    token = _INVOCATIONS.set(count)
+    try:
+        yield count
+    finally:
+        _INVOCATIONS.reset(token)
 
 
 class ImageClassifier(nn.Module):
@@ -109,6 +134,9 @@ class ImageClassifier(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits for images ``(N, 3, H, W)`` in [0, 1]."""
+        count = _INVOCATIONS.get()
+        if count is not None:
+            count.value += 1
         return self.network((images - self.mean) / self.std)
 
     @property

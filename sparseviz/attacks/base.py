@@ -9,6 +9,7 @@ metric describe exactly the image a user can save.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -24,6 +25,12 @@ def quantize(images: torch.Tensor) -> torch.Tensor:
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return torch.round(images.clamp(0.0, 1.0) * 255.0).to(torch.uint8)
+
+
+def check_range(name: str, value: float, low: float, high: float) -> None:
+    """Raise ``ValueError`` naming the valid range unless ``low <= value <= high``."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or not low <= value <= high:
+        raise ValueError(f"{name} must be a number in [{low}, {high}]; got {value!r}.")
 
 
 def check_images(images: torch.Tensor) -> None:
@@ -123,6 +130,8 @@ class AttackResult:
     adv_probs: torch.Tensor  # (N, C) softmax on the adversarials
     model_calls: torch.Tensor  # (N,) forward passes spent on each image (with or without backward)
     seconds: float  # wall time of the whole call
+    model_invocations: int = 0  # sequential network runs of the whole call, whatever their batch size
+    # (what bounds the latency on a GPU, where a batch costs about as much as one image)
     interrupted: bool = False  # stopped by a time budget or a stop request
     params: dict[str, Any] = field(default_factory=dict)
 
@@ -197,6 +206,7 @@ class AttackResult:
             "l2": float(self.l2[index]),
             "linf": float(self.linf[index]),
             "model_calls": int(self.model_calls[index]),
+            "model_invocations": int(self.model_invocations),
             "seconds": float(self.seconds),
             "interrupted": bool(self.interrupted),
         }
@@ -215,6 +225,7 @@ def finalize(
     seconds: float,
     params: dict[str, Any],
     interrupted: bool = False,
+    model_invocations: int = 0,
 ) -> AttackResult:
     """Round to 8 bits, re-check success, and fall back to the original on failure."""
     originals = quantize(originals.detach()).to(model.device)
@@ -238,6 +249,7 @@ def finalize(
         adv_probs=adv_probs.cpu(),
         model_calls=(model_calls.cpu() + 2).long(),
         seconds=float(seconds),
+        model_invocations=int(model_invocations),
         interrupted=interrupted,
         params=dict(params),
     )

@@ -6,18 +6,17 @@ direction is what the sparse attack starts from.
 
 from __future__ import annotations
 
-import dataclasses
-import time
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import dataclass
 
 import torch
 
-from ..models import ImageClassifier
-from .base import AttackResult, ProgressCallback, StopCheck, finalize, margin, prepare_inputs
+from .base import margin, quantize
+from .runner import Attack, AttackConfig, AttackRun
 
 
 @dataclass(frozen=True)
-class PGDConfig:
+class PGDConfig(AttackConfig):
     epsilon: float = 4 / 255  # l-inf radius; 4/255 is the usual "invisible" budget on ImageNet
     steps: int = 10  # 10 steps of PGD already fool undefended ImageNet models
     step_size: float | None = None  # None: 2.5 * epsilon / steps (Madry et al.)
@@ -25,73 +24,52 @@ class PGDConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not 0 < self.epsilon <= 1:
             raise ValueError(f"epsilon must be in (0, 1]; got {self.epsilon}.")
         if not 1 <= self.steps <= 10_000:
             raise ValueError(f"steps must be in 1..10000; got {self.steps}.")
 
 
-def pgd_perturbation(
-    model: ImageClassifier,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    targets: torch.Tensor | None,
-    config: PGDConfig,
-) -> torch.Tensor:
-    """Run PGD and return the (float, unrounded) adversarial images."""
+def project_linf_8bit(adversarial: torch.Tensor, images: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """The 8-bit image nearest ``adversarial`` whose change from ``images`` stays within ``epsilon``.
+
+    ``images`` are 8-bit exact, so the budget in 8-bit steps is ``floor(255 epsilon)``
+    (0.0141 allows 3 steps, not the 4 that rounding after the clamp would give).
+    """
+    steps = math.floor(255 * epsilon + 1e-6)
+    change = torch.round((quantize(adversarial) - images) * 255).clamp(-steps, steps)
+    return (images + change / 255).clamp(0, 1)
+
+
+def _pgd(run: AttackRun, config: PGDConfig) -> torch.Tensor:
+    """Projected gradient descent in the l-inf ball (Madry et al., 2018); the result is 8-bit and within epsilon."""
+    images, labels, targets = run.images, run.labels, run.targets
     step_size = config.step_size if config.step_size is not None else 2.5 * config.epsilon / config.steps
     adversarial = images.clone()
     if config.random_start:
         generator = torch.Generator(device="cpu").manual_seed(config.seed)
         noise = torch.rand(images.shape, generator=generator).to(images.device)
         adversarial = (images + (2 * noise - 1) * config.epsilon).clamp(0, 1)
-    for _ in range(config.steps):
+    everyone = slice(None)
+    for step in range(config.steps):
+        if run.spent():
+            break
         adversarial.requires_grad_(True)
-        loss = margin(model(adversarial), labels, targets).sum()
+        loss = margin(run.forward(adversarial, everyone), labels, targets).sum()
         (gradient,) = torch.autograd.grad(loss, adversarial)
         with torch.no_grad():
             adversarial = adversarial - step_size * gradient.sign()
             adversarial = torch.min(torch.max(adversarial, images - config.epsilon), images + config.epsilon).clamp(0, 1)
-    return adversarial.detach()
+        run.report(step + 1, config.steps, "pgd")
+    return project_linf_8bit(adversarial.detach(), images, config.epsilon)
 
 
-def pgd(
-    model: ImageClassifier,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    *,
-    targets: torch.Tensor | None = None,
-    config: PGDConfig | None = None,
-    progress: ProgressCallback | None = None,
-    should_stop: StopCheck | None = None,
-) -> AttackResult:
-    """Projected gradient descent in the l-inf ball (Madry et al., 2018).
-
-    PGD is a few fast steps; ``progress`` and ``should_stop`` are accepted so every
-    registry attack has one signature, and are not consulted mid-run.
-    """
-    config = config or PGDConfig()
-    start = time.perf_counter()
-    images, labels, targets = prepare_inputs(model, images, labels, targets)
-    adversarial = pgd_perturbation(model, images, labels, targets, config)
-    calls = torch.full((images.shape[0],), config.steps)
-    return finalize(
-        model, images, adversarial, labels, targets, attack="pgd", model_calls=calls,
-        seconds=time.perf_counter() - start, params=asdict(config),
-    )
+def _fgsm(run: AttackRun, config: PGDConfig) -> torch.Tensor:
+    """One signed-gradient step of size epsilon (Goodfellow et al., 2015): PGD with one full step."""
+    single = PGDConfig(epsilon=config.epsilon, steps=1, step_size=config.epsilon, max_seconds=config.max_seconds)
+    return _pgd(run, single)
 
 
-def fgsm(
-    model: ImageClassifier,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    *,
-    targets: torch.Tensor | None = None,
-    config: PGDConfig | None = None,
-    progress: ProgressCallback | None = None,
-    should_stop: StopCheck | None = None,
-) -> AttackResult:
-    """One signed-gradient step of size epsilon (Goodfellow et al., 2015)."""
-    epsilon = (config or PGDConfig()).epsilon
-    result = pgd(model, images, labels, targets=targets, config=PGDConfig(epsilon=epsilon, steps=1, step_size=epsilon))
-    return dataclasses.replace(result, attack="fgsm")
+pgd = Attack("pgd", PGDConfig, _pgd)
+fgsm = Attack("fgsm", PGDConfig, _fgsm)

@@ -57,40 +57,29 @@ Images are independent: a batch gives the same result as one image at a time.
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
 from ..models import ImageClassifier
-from .base import (
-    AttackProgress,
-    AttackResult,
-    ProgressCallback,
-    StopCheck,
-    finalize,
-    is_adversarial,
-    prepare_inputs,
-)
-from .pgd0 import check_range
+from .base import check_range, is_adversarial
+from .runner import Attack, AttackConfig, AttackRun
 
 OTHERS = ("all", "rival")
 
 
 @dataclass(frozen=True)
-class JSMAConfig:
+class JSMAConfig(AttackConfig):
     max_pixels: int = 1000  # give up rather than change more than this many pixels
     candidates: int = 256  # features per direction whose pairs are searched exhaustively
     others: str = "all"  # beta's classes: "all" non-target classes (the paper) or only the strongest "rival"
-    max_seconds: float | None = None  # time budget for the whole call; returns what it has
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.others not in OTHERS:
             raise ValueError(f"others must be one of {', '.join(map(repr, OTHERS))}; got {self.others!r}.")
         check_range("max_pixels", self.max_pixels, 1, 10_000_000)
         check_range("candidates", self.candidates, 2, 100_000)
-        if self.max_seconds is not None:
-            check_range("max_seconds", self.max_seconds, 0.0, 1e6)
 
 
 def best_pair(alpha: torch.Tensor, beta: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -155,50 +144,30 @@ def _forward_derivatives(
     return logits.detach(), alpha.flatten(1), beta.flatten(1)
 
 
-def jsma(
-    model: ImageClassifier,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    *,
-    targets: torch.Tensor | None = None,
-    config: JSMAConfig | None = None,
-    progress: ProgressCallback | None = None,
-    should_stop: StopCheck | None = None,
-) -> AttackResult:
+def _jsma(run: AttackRun, config: JSMAConfig) -> torch.Tensor:
     """JSMA with pixel pairs pushed to 0 or 1 (Papernot et al., 2016); batched, images independent."""
-    config = config or JSMAConfig()
-    images, labels, targets = prepare_inputs(model, images, labels, targets)
+    images = run.images
     count, _, height, width = images.shape
-    start = time.perf_counter()
-    device = model.device
     area = height * width
     limit = min(config.max_pixels, area)
     x = images.clone().flatten(1)
     modified = torch.zeros_like(x, dtype=torch.bool)
-    changed_pixels = torch.zeros(count, area, dtype=torch.bool, device=device)
-    calls = torch.zeros(count, dtype=torch.long, device=device)
-    done = torch.zeros(count, dtype=torch.bool, device=device)
+    changed_pixels = torch.zeros(count, area, dtype=torch.bool, device=run.device)
+    done = torch.zeros(count, dtype=torch.bool, device=run.device)
     best_pixels = torch.full((count,), -1, dtype=torch.long)
     total_steps = 3 * limit // 2  # every pair modifies two fresh entries and `limit` pixels hold 3 * limit
-    interrupted = False
     step = 0
-    while not done.all():
-        if (config.max_seconds is not None and time.perf_counter() - start > config.max_seconds) or (
-            should_stop is not None and should_stop()
-        ):
-            interrupted = True
-            break
+    while not done.all() and not run.spent():
         step += 1
         active = (~done).nonzero().squeeze(1)
-        sub_labels = labels[active]
-        sub_targets = None if targets is None else targets[active]
+        sub_labels, sub_targets = run.criterion(active)
         logits, alpha, beta = _forward_derivatives(
-            model, x[active].view(-1, 3, height, width), sub_labels, sub_targets, config.others
+            run.model, x[active].view(-1, 3, height, width), sub_labels, sub_targets, config.others
         )
-        calls[active] += 1
+        run.calls[active] += 1
         with torch.no_grad():
             fooled = is_adversarial(logits, sub_labels, sub_targets)
-            evaluated, confidence = active, logits.softmax(dim=1).gather(1, sub_labels[:, None])[:, 0]
+            confidence = run.confidence_of(logits, active)
             done[active[fooled]] = True
             best_pixels[active[fooled].cpu()] = changed_pixels[active[fooled]].sum(dim=1).cpu()
             active, alpha, beta = active[~fooled], alpha[~fooled], beta[~fooled]
@@ -210,14 +179,9 @@ def jsma(
             x[active[:, None], features] = push_up[:, None].to(x.dtype).expand_as(features)
             modified[active[:, None], features] = True
             changed_pixels[active[:, None], features % area] = True
-            if progress is not None:
-                true_confidence = torch.full((count,), float("nan"))
-                true_confidence[evaluated.cpu()] = confidence.cpu()
-                progress(AttackProgress(
-                    step=step, total_steps=total_steps, phase="jsma", best_pixels=best_pixels.clone(),
-                    current_pixels=changed_pixels.sum(dim=1).cpu(), true_confidence=true_confidence, done=done.cpu(),
-                ))
-    return finalize(
-        model, images, x.view_as(images), labels, targets, attack="jsma", model_calls=calls,
-        seconds=time.perf_counter() - start, params=asdict(config), interrupted=interrupted,
-    )
+            run.report(step, total_steps, "jsma", best_pixels=best_pixels, current_pixels=changed_pixels.sum(dim=1),
+                       true_confidence=confidence, done=done)
+    return x.view_as(images)
+
+
+jsma = Attack("jsma", JSMAConfig, _jsma)

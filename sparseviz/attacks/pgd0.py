@@ -24,30 +24,13 @@ Differences from the authors' code, each on purpose:
 
 from __future__ import annotations
 
-import math
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from ..models import ImageClassifier
-from .base import (
-    AttackProgress,
-    AttackResult,
-    ProgressCallback,
-    StopCheck,
-    prepare_inputs,
-    finalize,
-    is_adversarial,
-    quantize,
-)
-
-
-def check_range(name: str, value: float, low: float, high: float) -> None:
-    """Raise ``ValueError`` naming the valid range unless ``low <= value <= high``."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or not low <= value <= high:
-        raise ValueError(f"{name} must be a number in [{low}, {high}]; got {value!r}.")
+from .base import check_range, is_adversarial, quantize
+from .runner import Attack, AttackConfig, AttackRun
 
 
 def budget_ladder(min_pixels: int, pixels: int, growth: float, search: bool) -> list[int]:
@@ -64,7 +47,7 @@ def budget_ladder(min_pixels: int, pixels: int, growth: float, search: bool) -> 
 
 
 @dataclass(frozen=True)
-class PGD0Config:
+class PGD0Config(AttackConfig):
     pixels: int = 1024  # k: the most pixels an image may change (the largest budget tried when searching)
     steps: int = 20  # PGD iterations per budget, as in Croce & Hein's experiments
     step_size: float = 0.15  # mean |change| per channel entry of one step: the reference's 120000/255 on an
@@ -74,18 +57,16 @@ class PGD0Config:
     search: bool = True  # try budgets min_pixels, *growth, ... up to pixels; False = one fixed budget k
     min_pixels: int = 1  # the first budget of the ladder: 1, so small flips are not floored by the ladder
     growth: float = 1.5  # ratio between successive budgets: finer = fewer pixels, more time
-    max_seconds: float | None = None  # time budget for the whole call; returns what it has
     seed: int = 0  # seeds the random start; same seed = same result
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_range("pixels", self.pixels, 1, 10_000_000)
         check_range("steps", self.steps, 1, 10_000)
         check_range("step_size", self.step_size, 1e-6, 100.0)
         check_range("min_pixels", self.min_pixels, 1, 10_000_000)
         check_range("growth", self.growth, 1.01, 100.0)
         check_range("seed", self.seed, 0, 2**63 - 1)
-        if self.max_seconds is not None:
-            check_range("max_seconds", self.max_seconds, 0.0, 1e6)
 
 
 def project_l0_box(delta: torch.Tensor, images: torch.Tensor, k: int) -> torch.Tensor:
@@ -111,35 +92,21 @@ def _loss(logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | No
     return -F.cross_entropy(logits, targets, reduction="none")
 
 
-def pgd0(
-    model: ImageClassifier,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    *,
-    targets: torch.Tensor | None = None,
-    config: PGD0Config | None = None,
-    progress: ProgressCallback | None = None,
-    should_stop: StopCheck | None = None,
-) -> AttackResult:
+def _pgd0(run: AttackRun, config: PGD0Config) -> torch.Tensor:
     """PGD with an l0 pixel budget (Croce & Hein, 2019); batched, images independent."""
-    config = config or PGD0Config()
-    images, labels, targets = prepare_inputs(model, images, labels, targets)
+    images = run.images
     count, _, height, width = images.shape
-    start = time.perf_counter()
-    device = model.device
+    device = run.device
     entries = 3 * height * width
-    calls = torch.zeros(count, dtype=torch.long, device=device)
-    with torch.no_grad():
-        done = is_adversarial(model(images), labels, targets)
-    calls += 1
+    _, done = run.already_adversarial()
     best = images.clone()
     best_pixels = torch.full((count,), -1, dtype=torch.long)
     ladder = budget_ladder(config.min_pixels, min(config.pixels, height * width), config.growth, config.search)
+    run.params["ladder"] = ladder
     total_steps = len(ladder) * config.steps
-    interrupted = False
     step_index = 0
     for budget in ladder:
-        if done.all() or interrupted:
+        if done.all() or run.spent():
             break
         # One noise pattern per rung for every image, so an image's result does not depend on its batch.
         generator = torch.Generator().manual_seed(config.seed + budget)
@@ -152,16 +119,11 @@ def pgd0(
             delta = torch.zeros_like(x)
         for _ in range(config.steps):
             step_index += 1
-            if (config.max_seconds is not None and time.perf_counter() - start > config.max_seconds) or (
-                should_stop is not None and should_stop()
-            ):
-                interrupted = True
+            if run.spent():
                 break
             adversarial = quantize(x + delta).requires_grad_(True)
-            logits = model(adversarial)
-            calls[active] += 1
-            sub_labels = labels[active]
-            sub_targets = None if targets is None else targets[active]
+            logits = run.forward(adversarial, active)
+            sub_labels, sub_targets = run.criterion(active)
             (gradient,) = torch.autograd.grad(_loss(logits, sub_labels, sub_targets).sum(), adversarial)
             with torch.no_grad():
                 fooled = is_adversarial(logits, sub_labels, sub_targets)
@@ -172,14 +134,8 @@ def pgd0(
                     best_pixels[hits.cpu()] = changed.cpu()
                     done[hits] = True
                 keep = ~fooled
-                if progress is not None:
-                    confidence = torch.full((count,), float("nan"))
-                    confidence[active.cpu()] = logits.softmax(dim=1).gather(1, sub_labels[:, None])[:, 0].cpu()
-                    progress(AttackProgress(
-                        step=step_index, total_steps=total_steps, phase=f"k={budget}",
-                        best_pixels=best_pixels.clone(), current_pixels=torch.full((count,), budget),
-                        true_confidence=confidence, done=done.cpu(),
-                    ))
+                run.report(step_index, total_steps, f"k={budget}", best_pixels=best_pixels, current_pixels=budget,
+                           true_confidence=run.confidence_of(logits, active), done=done)
                 if not keep.any():
                     break
                 active, x, gradient, delta = active[keep], x[keep], gradient[keep], delta[keep]
@@ -193,12 +149,11 @@ def pgd0(
             with torch.no_grad():
                 if active.numel():
                     adversarial = quantize(x + delta)
-                    sub_targets = None if targets is None else targets[active]
-                    fooled = is_adversarial(model(adversarial), labels[active], sub_targets)
-                    calls[active] += 1
+                    sub_labels, sub_targets = run.criterion(active)
+                    fooled = is_adversarial(run.forward(adversarial, active), sub_labels, sub_targets)
                     best[active[fooled]] = adversarial[fooled]
                     done[active[fooled]] = True
-    return finalize(
-        model, images, best, labels, targets, attack="pgd0", model_calls=calls,
-        seconds=time.perf_counter() - start, params={**asdict(config), "ladder": ladder}, interrupted=interrupted,
-    )
+    return best
+
+
+pgd0 = Attack("pgd0", PGD0Config, _pgd0)

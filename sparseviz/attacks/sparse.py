@@ -29,24 +29,21 @@ Three details make it work in tens of steps:
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
 from ..models import ImageClassifier
 from .base import (
     AttackProgress,
-    AttackResult,
     ProgressCallback,
-    StopCheck,
-    prepare_inputs,
-    finalize,
+    check_range,
     is_adversarial,
     margin,
     quantize,
 )
+from .runner import Attack, AttackConfig, AttackRun
 from .swap_search import forward_chunk, margin_gradient, margins_of, shrink_by_swaps
 
 
@@ -55,7 +52,7 @@ _MARGIN_SLACK = 1e-3  # a kept solution must beat the boundary by this much (log
 
 
 @dataclass(frozen=True)
-class SparseConfig:
+class SparseConfig(AttackConfig):
     sparsity_weight: float = 1.0  # the main knob: higher = fewer pixels, at some risk of failing
     steps: int = 100  # at most this many optimisation steps (~0.12 s each for EfficientNet-Lite0 on a
     # 2-core CPU); most images stop much earlier, see patience
@@ -79,27 +76,25 @@ class SparseConfig:
     swap_proposals: int = 8  # candidate swaps checked per round (one forward pass each)
     swap_calls: int | None = None  # model calls per image the swap search may spend; None = 120 untargeted,
     # 0 targeted (see ``swap_calls_for``)
-    max_seconds: float | None = None  # time budget for the whole call; stops and returns what it has
     seed: int = 0  # seeds the (tiny) tie-breaking noise; same seed = same result
 
     def __post_init__(self) -> None:
-        _check_range("sparsity_weight", self.sparsity_weight, 0.0, 1000.0)
-        _check_range("steps", self.steps, 1, 10_000)
-        _check_range("mask_lr", self.mask_lr, 1e-4, 10.0)
-        _check_range("value_lr", self.value_lr, 1e-4, 10.0)
-        _check_range("kappa", self.kappa, 0.0, 100.0)
-        _check_range("initial_pixels", self.initial_pixels, 1, 10_000_000)
-        _check_range("temperature_end", self.temperature_end, 1e-3, self.temperature_start)
-        _check_range("refine_steps", self.refine_steps, 0, 10_000)
-        _check_range("swap_rounds", self.swap_rounds, 0, 10_000)
-        _check_range("swap_proposals", self.swap_proposals, 1, 10_000)
+        super().__post_init__()
+        check_range("sparsity_weight", self.sparsity_weight, 0.0, 1000.0)
+        check_range("steps", self.steps, 1, 10_000)
+        check_range("mask_lr", self.mask_lr, 1e-4, 10.0)
+        check_range("value_lr", self.value_lr, 1e-4, 10.0)
+        check_range("kappa", self.kappa, 0.0, 100.0)
+        check_range("initial_pixels", self.initial_pixels, 1, 10_000_000)
+        check_range("temperature_end", self.temperature_end, 1e-3, self.temperature_start)
+        check_range("refine_steps", self.refine_steps, 0, 10_000)
+        check_range("swap_rounds", self.swap_rounds, 0, 10_000)
+        check_range("swap_proposals", self.swap_proposals, 1, 10_000)
         if self.swap_calls is not None:
-            _check_range("swap_calls", self.swap_calls, 0, 10_000_000)
+            check_range("swap_calls", self.swap_calls, 0, 10_000_000)
         if self.patience is not None:
-            _check_range("patience", self.patience, 1, 10_000)
-        _check_range("seed", self.seed, 0, 2**63 - 1)
-        if self.max_seconds is not None:
-            _check_range("max_seconds", self.max_seconds, 0.0, 1e6)
+            check_range("patience", self.patience, 1, 10_000)
+        check_range("seed", self.seed, 0, 2**63 - 1)
 
     def patience_for(self, targeted: bool) -> int:
         """Patience for this kind of attack.
@@ -146,11 +141,6 @@ class SparseConfig:
         return _MARGIN_SLACK + min(self.kappa, max(0.0, confidence))
 
 
-def _check_range(name: str, value: float, low: float, high: float) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or not low <= value <= high:
-        raise ValueError(f"{name} must be a number in [{low}, {high}]; got {value!r}.")
-
-
 def _first_order_start(
     model: ImageClassifier, images: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -169,44 +159,13 @@ def _to_logit(p: torch.Tensor, eps: float = 0.02) -> torch.Tensor:
     return torch.log(p) - torch.log1p(-p)
 
 
-class _Budget:
-    """Wall-clock budget shared by the phases of one call."""
-
-    def __init__(self, max_seconds: float | None, should_stop: StopCheck | None) -> None:
-        self.start = time.perf_counter()
-        self.max_seconds = max_seconds
-        self.should_stop = should_stop
-        self.exceeded = False
-
-    def spent(self) -> bool:
-        if self.exceeded:
-            return True
-        over = self.max_seconds is not None and time.perf_counter() - self.start > self.max_seconds
-        stopped = self.should_stop is not None and bool(self.should_stop())
-        self.exceeded = over or stopped
-        return self.exceeded
-
-
-def sparse_attack(
-    model: ImageClassifier,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    *,
-    targets: torch.Tensor | None = None,
-    config: SparseConfig | None = None,
-    progress: ProgressCallback | None = None,
-    should_stop: StopCheck | None = None,
-) -> AttackResult:
+def _sparse(run: AttackRun, config: SparseConfig) -> torch.Tensor:
     """Fool ``model`` on each image by changing as few pixels as it can find.
 
     Images are independent: image ``i``'s result does not depend on its batch mates.
     """
-    config = config or SparseConfig()
-    images, labels, targets = prepare_inputs(model, images, labels, targets)
-    count = images.shape[0]
-    budget = _Budget(config.max_seconds, should_stop)
-    device = model.device
-    calls = torch.zeros(count, dtype=torch.long, device=device)
+    model, images, labels, targets = run.model, run.images, run.labels, run.targets
+    budget, progress, calls = run, run.progress, run.calls
 
     corners, payoff, already = _first_order_start(model, images, labels, targets)
     calls += 1
@@ -219,19 +178,10 @@ def sparse_attack(
         )
 
     adversarials = torch.where(best_masks.unsqueeze(1), values, images)
-    adversarials = torch.where(already[:, None, None, None], images, adversarials)
-    return finalize(
-        model,
-        images,
-        adversarials,
-        labels,
-        targets,
-        attack="sparse",
-        model_calls=calls,
-        seconds=time.perf_counter() - budget.start,
-        params=asdict(config),
-        interrupted=budget.exceeded,
-    )
+    return torch.where(already[:, None, None, None], images, adversarials)
+
+
+sparse_attack = Attack("sparse", SparseConfig, _sparse)
 
 
 def _initial_gates(payoff: torch.Tensor, config: SparseConfig) -> torch.Tensor:
@@ -260,7 +210,7 @@ def _optimize(
     corners: torch.Tensor,
     payoff: torch.Tensor,
     config: SparseConfig,
-    budget: _Budget,
+    budget: AttackRun,
     progress: ProgressCallback | None,
     calls: torch.Tensor,
     skip: torch.Tensor,
@@ -409,7 +359,7 @@ def _revert_costs(
 
 def _prune_one(
     model: ImageClassifier, image: torch.Tensor, mask: torch.Tensor, values: torch.Tensor,
-    label: torch.Tensor, target: torch.Tensor | None, budget: _Budget, required: float,
+    label: torch.Tensor, target: torch.Tensor | None, budget: AttackRun, required: float,
     exact_limit: int = 48, single_tries: int = 24,
 ) -> tuple[torch.Tensor, int]:
     """Drop pixels the solution does not need, least-needed first; every removal checked.
@@ -456,7 +406,7 @@ def _prune_one(
 
 def _refine_colours(
     model: ImageClassifier, image: torch.Tensor, mask: torch.Tensor, values: torch.Tensor,
-    label: torch.Tensor, target: torch.Tensor | None, config: SparseConfig, budget: _Budget,
+    label: torch.Tensor, target: torch.Tensor | None, config: SparseConfig, budget: AttackRun,
 ) -> tuple[torch.Tensor, int]:
     """Re-optimise the kept pixels' colours for margin, so that the next prune can drop more.
 
@@ -490,7 +440,7 @@ def _refine_colours(
 
 def _prune_and_refine(
     model: ImageClassifier, images: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None,
-    masks: torch.Tensor, values: torch.Tensor, config: SparseConfig, budget: _Budget, calls: torch.Tensor,
+    masks: torch.Tensor, values: torch.Tensor, config: SparseConfig, budget: AttackRun, calls: torch.Tensor,
     progress: ProgressCallback | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Prune each image's solution, re-optimise its colours and prune again when worthwhile,

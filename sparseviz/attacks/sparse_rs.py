@@ -17,45 +17,33 @@ Only the model's logits are used (never a gradient).
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
-from ..models import ImageClassifier
-from .base import (
-    AttackProgress,
-    AttackResult,
-    ProgressCallback,
-    StopCheck,
-    prepare_inputs,
-    finalize,
-    is_adversarial,
-    margin,
-)
-from .pgd0 import budget_ladder, check_range
+from .base import check_range, margin
+from .pgd0 import budget_ladder
+from .runner import Attack, AttackConfig, AttackRun
 
 
 @dataclass(frozen=True)
-class SparseRSConfig:
+class SparseRSConfig(AttackConfig):
     pixels: int = 512  # k: the most pixels an image may change (the largest budget tried when searching)
     queries: int = 300  # query budget per rung (the paper: 10,000 at one fixed k); ~10 s per rung at 224 px on 2 CPU cores
     p_init: float = 0.3  # fraction of the k pixels resampled at first; the authors' value for l0 on ImageNet
     search: bool = True  # try budgets min_pixels, *growth, ... up to pixels; False = one fixed budget k
     min_pixels: int = 1  # the first budget of the ladder: 1, so small flips are not floored by the ladder
     growth: float = 2.0  # ratio between successive budgets: random search needs room, so coarser than PGD-l0
-    max_seconds: float | None = None  # time budget for the whole call; returns what it has
     seed: int = 0  # seeds the random search; same seed = same result
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_range("pixels", self.pixels, 1, 10_000_000)
         check_range("queries", self.queries, 1, 10_000_000)
         check_range("p_init", self.p_init, 1e-4, 1.0)
         check_range("min_pixels", self.min_pixels, 1, 10_000_000)
         check_range("growth", self.growth, 1.01, 100.0)
         check_range("seed", self.seed, 0, 2**63 - 1)
-        if self.max_seconds is not None:
-            check_range("max_seconds", self.max_seconds, 0.0, 1e6)
 
 
 def resample_fraction(query: int, budget: int, p_init: float) -> float:
@@ -75,34 +63,20 @@ def _compose(images: torch.Tensor, where: torch.Tensor, colours: torch.Tensor) -
     return flat.view(count, channels, height, width)
 
 
-def sparse_rs(
-    model: ImageClassifier,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    *,
-    targets: torch.Tensor | None = None,
-    config: SparseRSConfig | None = None,
-    progress: ProgressCallback | None = None,
-    should_stop: StopCheck | None = None,
-) -> AttackResult:
+def _sparse_rs(run: AttackRun, config: SparseRSConfig) -> torch.Tensor:
     """Sparse-RS over pixels (Croce et al., 2022); batched: one query per image per iteration."""
-    config = config or SparseRSConfig()
-    images, labels, targets = prepare_inputs(model, images, labels, targets)
+    images = run.images
     count, _, height, width = images.shape
-    start = time.perf_counter()
-    device = model.device
-    calls = torch.zeros(count, dtype=torch.long, device=device)
-    with torch.no_grad():
-        done = is_adversarial(model(images), labels, targets)
-    calls += 1
+    device = run.device
+    _, done = run.already_adversarial()
     best = images.clone()
     best_pixels = torch.full((count,), -1, dtype=torch.long)
     ladder = budget_ladder(config.min_pixels, min(config.pixels, height * width), config.growth, config.search)
+    run.params["ladder"] = ladder
     total_steps = len(ladder) * config.queries
-    interrupted = False
     step_index = 0
     for budget in ladder:
-        if done.all() or interrupted:
+        if done.all() or run.spent():
             break
         # Random draws are made per image from its own generator, so an image's
         # result does not depend on its batch mates.
@@ -120,13 +94,14 @@ def sparse_rs(
                 scores.scatter_(1, exclude, -1.0)
             return scores.topk(number, dim=1).indices
 
+        def loss_of(where: torch.Tensor, colours: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                logits = run.forward(_compose(images[active], where, colours), active)
+            return margin(logits, *run.criterion(active))
+
         where = draw_pixels(active, budget, None)
         colours = draw_corners(active, budget)
-        with torch.no_grad():
-            logits = model(_compose(images[active], where, colours))
-        calls[active] += 1
-        sub_targets = None if targets is None else targets[active]
-        loss = margin(logits, labels[active], sub_targets)
+        loss = loss_of(where, colours)
         for query in range(1, config.queries + 1):
             step_index += 1
             fooled = loss < 0
@@ -136,12 +111,7 @@ def sparse_rs(
                 best_pixels[hits.cpu()] = budget
                 done[hits] = True
                 active, where, colours, loss = active[~fooled], where[~fooled], colours[~fooled], loss[~fooled]
-            if active.numel() == 0 or query == config.queries:
-                break
-            if (config.max_seconds is not None and time.perf_counter() - start > config.max_seconds) or (
-                should_stop is not None and should_stop()
-            ):
-                interrupted = True
+            if active.numel() == 0 or query == config.queries or run.spent():
                 break
             swaps = max(1, min(budget, int(round(resample_fraction(query, config.queries, config.p_init) * budget))))
             swaps = min(swaps, height * width - budget) if height * width > budget else 0
@@ -153,22 +123,15 @@ def sparse_rs(
                 ]).to(device)
                 proposal_where.scatter_(1, slots, draw_pixels(active, swaps, where))
                 proposal_colours.scatter_(1, slots[:, :, None].expand(-1, -1, 3), draw_corners(active, swaps))
-            with torch.no_grad():
-                logits = model(_compose(images[active], proposal_where, proposal_colours))
-            calls[active] += 1
-            sub_targets = None if targets is None else targets[active]
-            proposal_loss = margin(logits, labels[active], sub_targets)
+            proposal_loss = loss_of(proposal_where, proposal_colours)
             accept = proposal_loss < loss
             where = torch.where(accept[:, None], proposal_where, where)
             colours = torch.where(accept[:, None, None], proposal_colours, colours)
             loss = torch.where(accept, proposal_loss, loss)
-            if progress is not None and query % 10 == 0:
-                progress(AttackProgress(
-                    step=step_index, total_steps=total_steps, phase=f"k={budget}",
-                    best_pixels=best_pixels.clone(), current_pixels=torch.full((count,), budget),
-                    true_confidence=torch.full((count,), float("nan")), done=done.cpu(),
-                ))
-    return finalize(
-        model, images, best, labels, targets, attack="sparse_rs", model_calls=calls,
-        seconds=time.perf_counter() - start, params={**asdict(config), "ladder": ladder}, interrupted=interrupted,
-    )
+            if query % 10 == 0:
+                run.report(step_index, total_steps, f"k={budget}", best_pixels=best_pixels, current_pixels=budget,
+                           done=done)
+    return best
+
+
+sparse_rs = Attack("sparse_rs", SparseRSConfig, _sparse_rs)

@@ -24,41 +24,31 @@ differs per image, as in the authors' code.
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
 from ..models import ImageClassifier
-from .base import (
-    AttackProgress,
-    AttackResult,
-    ProgressCallback,
-    StopCheck,
-    finalize,
-    prepare_inputs,
-    quantize,
-)
-from .pgd0 import check_range
+from .base import check_range, is_adversarial, quantize
+from .runner import Attack, AttackConfig, AttackRun
 
 
 @dataclass(frozen=True)
-class SparseFoolConfig:
+class SparseFoolConfig(AttackConfig):
     lambda_: float = 3.0  # how far past DeepFool's boundary point to linearise; the authors use 3 on ImageNet
     max_iter: int = 20  # outer iterations per image (the per-image time budget); the authors' default
     candidates: int = 10  # DeepFool looks at the top-k classes only: 10, as in DeepFool/SparseFool on ImageNet
     overshoot: float = 0.02  # DeepFool's and SparseFool's final push past the boundary
     deepfool_steps: int = 50  # DeepFool iterations per outer iteration (it usually needs 2-4)
-    max_seconds: float | None = None  # time budget per image; stops and returns the last checked iterate
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_range("lambda_", self.lambda_, 1.0, 100.0)
         check_range("max_iter", self.max_iter, 1, 10_000)
         check_range("candidates", self.candidates, 2, 100_000)
         check_range("overshoot", self.overshoot, 0.0, 1.0)
         check_range("deepfool_steps", self.deepfool_steps, 1, 10_000)
-        if self.max_seconds is not None:
-            check_range("max_seconds", self.max_seconds, 0.0, 1e6)
 
 
 def _class_gradients(model: ImageClassifier, image: torch.Tensor, classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,17 +70,20 @@ def _class_gradients(model: ImageClassifier, image: torch.Tensor, classes: torch
 
 def deepfool(
     model: ImageClassifier, image: torch.Tensor, label: int, candidates: torch.Tensor, config: SparseFoolConfig,
+    spent: Callable[[], bool] = lambda: False,
 ) -> tuple[torch.Tensor, int, int]:
     """DeepFool (Moosavi-Dezfooli et al., 2016) restricted to ``candidates``.
 
     Returns the perturbation ``r_tot`` that (with overshoot) crosses the boundary,
-    the class it crossed to, and the model calls spent.
+    the class it crossed to, and the model calls spent. It stops early once ``spent()``.
     """
     classes = torch.cat([torch.tensor([label], device=image.device), candidates])
     r_total = torch.zeros_like(image)
     calls = 0
     reached = label
     for _ in range(config.deepfool_steps):
+        if spent():
+            break
         logits, gradients = _class_gradients(model, image + r_total, classes)
         calls += classes.numel()
         w = gradients[1:] - gradients[:1]  # (K, 3, H, W)
@@ -137,82 +130,54 @@ def linear_solve(
     return x.view_as(start)
 
 
-def sparsefool(
-    model: ImageClassifier,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    *,
-    targets: torch.Tensor | None = None,
-    config: SparseFoolConfig | None = None,
-    progress: ProgressCallback | None = None,
-    should_stop: StopCheck | None = None,
-) -> AttackResult:
+def _sparsefool(run: AttackRun, config: SparseFoolConfig) -> torch.Tensor:
     """SparseFool (Modas et al., 2019), one image at a time.
 
     Targeted: DeepFool's candidate set is just the target class, so every step
     heads for that class's boundary (an extension; the paper is untargeted).
     """
-    config = config or SparseFoolConfig()
-    images, labels, targets = prepare_inputs(model, images, labels, targets)
+    images, model, device = run.images, run.model, run.device
     count = images.shape[0]
-    start = time.perf_counter()
-    device = model.device
-    calls = torch.zeros(count, dtype=torch.long)
     adversarials = images.clone()
-    done = torch.zeros(count, dtype=torch.bool)
-    interrupted = False
+    clean_logits, done = run.already_adversarial()
     for index in range(count):
-        image_start = time.perf_counter()
-        x0 = images[index]
-        label = int(labels[index])
-        target = None if targets is None else int(targets[index])
-        with torch.no_grad():
-            clean_logits = model(x0[None])[0]
-        calls[index] += 1
-        if (int(clean_logits.argmax()) != label) if target is None else (int(clean_logits.argmax()) == target):
-            done[index] = True
+        if done[index]:
             continue
+        x0 = images[index]
+        label = int(run.labels[index])
+        target = None if run.targets is None else int(run.targets[index])
         if target is None:
-            order = clean_logits.argsort(descending=True)
+            order = clean_logits[index].argsort(descending=True)
             candidates = order[order != label][: config.candidates - 1]
         else:
             candidates = torch.tensor([target], device=device)
         x_i = x0.clone()
         for iteration in range(config.max_iter):
-            if should_stop is not None and should_stop():
-                interrupted = True
+            if run.spent():
                 break
-            if config.max_seconds is not None and time.perf_counter() - image_start > config.max_seconds:
-                interrupted = True
+            r_total, reached, used = deepfool(model, x_i, label, candidates, config, run.spent)
+            run.calls[index] += used
+            if run.spent():
                 break
-            r_total, reached, used = deepfool(model, x_i, label, candidates, config)
-            calls[index] += used
             boundary = x_i + config.lambda_ * r_total
             normal_class = reached if reached != label else int(candidates[0])
             if target is not None:
                 normal_class = target
             _, gradients = _class_gradients(model, x_i + r_total, torch.tensor([label, normal_class], device=device))
-            calls[index] += 2
+            run.calls[index] += 2
             normal = gradients[1] - gradients[0]
             normal = normal / normal.norm().clamp(min=1e-12)
             x_i = linear_solve(x_i, normal, boundary)
             candidate = quantize(x0 + (1 + config.overshoot) * (x_i - x0))
             with torch.no_grad():
-                predicted = int(model(candidate[None]).argmax())
-            calls[index] += 1
+                fooled = bool(is_adversarial(run.forward(candidate[None], index), *run.criterion(index))[0])
             adversarials[index] = candidate
-            if progress is not None:
-                changed = int((candidate != x0).any(dim=0).sum())
-                progress(AttackProgress(
-                    step=iteration + 1, total_steps=config.max_iter, phase=f"image {index + 1}/{count}",
-                    best_pixels=torch.full((count,), -1), current_pixels=torch.full((count,), changed),
-                    true_confidence=torch.full((count,), float("nan")), done=done.clone(),
-                ))
-            if (predicted != label) if target is None else (predicted == target):
+            run.report(iteration + 1, config.max_iter, f"image {index + 1}/{count}",
+                       current_pixels=int((candidate != x0).any(dim=0).sum()), done=done)
+            if fooled:
                 done[index] = True
                 break
-    return finalize(
-        model, images, adversarials, labels, targets,
-        attack="sparsefool", model_calls=calls, seconds=time.perf_counter() - start, params=asdict(config),
-        interrupted=interrupted,
-    )
+    return adversarials
+
+
+sparsefool = Attack("sparsefool", SparseFoolConfig, _sparsefool)
