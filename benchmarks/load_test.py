@@ -241,8 +241,8 @@ def attacks_ran(events: list[dict[str, Any]]) -> int:
 
 def queries_for(scenario: str, sessions: int, steps: int | None) -> list[dict[str, str]]:
     extra = {} if steps is None else {"steps": str(steps)}
-    if scenario == "same":
-        return [{"image": "chelsea", **extra} for _ in range(sessions)]
+    if scenario == "same":  # the page as it opens: the default photo and settings
+        return [dict(extra) for _ in range(sessions)]
     return [{"image": PHOTOS[i % len(PHOTOS)], **extra} for i in range(sessions)]
 
 
@@ -258,9 +258,10 @@ def waiting_summary(records: list[SessionRecord]) -> str:
     return "; ".join(parts)
 
 
-def run_row(scenario: str, sessions: int, steps: int | None, env: dict[str, str], app: str) -> dict[str, Any]:
+def run_row(scenario: str, sessions: int, steps: int | None, env: dict[str, str], app: str,
+            timeout_s: float) -> dict[str, Any]:
     with serve(env, app=app) as server, HealthProbe(server.url) as probe:
-        started, records = drive(server.url, queries_for(scenario, sessions, steps))
+        started, records = drive(server.url, queries_for(scenario, sessions, steps), timeout_s=timeout_s)
         peak = server.peak_rss_mib()
         events = server.events()
     times = [r.seconds for r in records if r.seconds is not None]
@@ -294,20 +295,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenario", choices=["same", "distinct"], default="same")
     parser.add_argument("--steps", type=int, default=None, help="attack steps (default: the app's default)")
     parser.add_argument("--quick", action="store_true", help="start the app with SPARSEVIZ_QUICK=1")
+    parser.add_argument("--warmup", action="store_true",
+                        help="keep the server's start-up prefetch of the default flip (off by default, so the "
+                             "pool's own work is measured)")
     parser.add_argument("--app", default="app.py", help="the Streamlit script (e.g. an older app.py to compare)")
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds each row may take after the clicks")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-out" / "load")
     args = parser.parse_args(argv)
     if not CHROMIUM.exists():
         print("needs Debian's chromium at /usr/bin/chromium (apt-get install -y chromium)", file=sys.stderr)
         return 2
-    env = {"SPARSEVIZ_QUICK": "1"} if args.quick else {}
+    env = {**({"SPARSEVIZ_QUICK": "1"} if args.quick else {}), **({} if args.warmup else {"SPARSEVIZ_NO_WARMUP": "1"})}
     rows = []
     for sessions in args.sessions:
-        row = run_row(args.scenario, sessions, args.steps, env, args.app)
+        row = run_row(args.scenario, sessions, args.steps, env, args.app, args.timeout)
         rows.append(row)
         print(markdown([row]).splitlines()[-1], flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"load_{args.scenario}{'_quick' if args.quick else ''}{'' if args.app == 'app.py' else '_' + Path(args.app).stem}"
+    stem = f"load_{args.scenario}{'_quick' if args.quick else ''}{'_warmup' if args.warmup else ''}{'' if args.app == 'app.py' else '_' + Path(args.app).stem}"
     (args.out / f"{stem}.json").write_text(json.dumps(rows, indent=2))
     (args.out / f"{stem}.md").write_text(markdown(rows))
     print(markdown(rows))
