@@ -20,7 +20,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -33,12 +32,12 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from sparseviz import experiments, jobs, views
 from sparseviz.attacks import PGDConfig, SparseConfig, pgd, sparse_attack
 from sparseviz.attacks.base import AttackProgress, AttackResult
-from sparseviz.commands.attack import build_report
 from sparseviz.gallery import bundled_images, load_bundled
-from sparseviz.images import ImageLoadError, LoadedImage, to_pil, to_tensor
+from sparseviz.images import ImageLoadError, LoadedImage, load_upload, to_pil, to_tensor
 from sparseviz.models import (
-    DEFAULT_MODEL, MODELS, ImageClassifier, ModelError, load_model, load_user_model, resolve_device,
+    DEFAULT_MODEL, MODELS, ImageClassifier, ModelError, load_model, load_user_model, resolve_device, user_model_info,
 )
+from sparseviz.report import attack_report, top_k
 
 DEFAULTS = SparseConfig()
 DEFAULT_IMAGE = "chelsea"
@@ -72,13 +71,8 @@ def cached_model(name: str, device: str) -> ImageClassifier:
 @st.cache_resource(show_spinner="Loading your model file...", max_entries=4)
 def cached_user_model(digest: str, data: bytes, suffix: str, size: int, mean: str, std: str, names: str,
                       device: str) -> ImageClassifier:
-    info = experiments.user_model_info(size, mean, std, names)
-    with tempfile.NamedTemporaryFile(suffix=suffix, delete=False) as handle:
-        handle.write(data)
-    try:
-        return load_user_model(handle.name, info, trusted=True, device=device)
-    finally:
-        Path(handle.name).unlink(missing_ok=True)
+    info = user_model_info(size, mean, std, names)
+    return load_user_model(data, info, trusted=True, device=device, name=f"model{suffix}")
 
 
 def session_alive(session_id: str) -> bool:
@@ -156,7 +150,7 @@ def image_ui() -> tuple[str, LoadedImage] | None:
         st.info(hint)
         return None
     data = upload.getvalue()
-    loaded = views.load_upload(upload.name, data)
+    loaded = load_upload(upload.name, data)
     if isinstance(loaded, str):
         st.error(f"Cannot use this file. {loaded}")
         return None
@@ -426,10 +420,7 @@ def results_ui(result: AttackResult, model: ImageClassifier, image_name: str, de
     st.plotly_chart(views.top5_bars(result.clean_probs[0], result.adv_probs[0], model.class_names),
                     width="stretch", key="top5_bars")
     st.markdown("**Keep it**")
-    try:
-        report = build_report(result, model, image_name, device)
-    except RuntimeError:  # build_report's fixed top-5 fails for models with fewer than 5 classes
-        report = {"image": image_name, **result.summary(0, model.class_names)}
+    report = attack_report(result, model.class_names, image_name, device)
     columns = st.columns(3)
     columns[0].download_button("adversarial PNG", views.png_bytes(result.adversarials[0]), "adversarial.png", "image/png",
                                key="dl_adv", width="stretch")
@@ -571,7 +562,7 @@ def clean_ui(image: torch.Tensor, clean: torch.Tensor, model: ImageClassifier) -
                width="stretch")
     right.subheader(f"What {getattr(model, 'name', 'the model')} sees: top-5")
     right.dataframe(
-        [{"class": r["class"], "probability": r["probability"]} for r in views.top5_frame(clean, model.class_names)],
+        [{"class": r["class"], "probability": r["probability"]} for r in top_k(clean, model.class_names)],
         hide_index=True, width="stretch", key="clean_top5",
         column_config={"probability": st.column_config.ProgressColumn("probability", format="percent",
                                                                       min_value=0.0, max_value=1.0)},

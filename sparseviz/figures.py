@@ -10,12 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageColor, ImageDraw, ImageFont
 
 from .attacks.base import AttackResult, to_uint8
 from .interpret import MAP_KEYS, Explanation
+from .views import KIND_COLOURS as KIND_HEX
 
-KIND_COLOURS = {"obscuring": (0, 160, 255), "leading": (255, 40, 40), "both": (200, 0, 255), "neither": (255, 220, 0)}
+KIND_COLOURS = {kind: ImageColor.getrgb(colour) for kind, colour in KIND_HEX.items()}  # the app's colours, as RGB
 _PANEL = 224
 _FONT = ImageFont.load_default()
 

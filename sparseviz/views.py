@@ -13,6 +13,9 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
+from .images import to_uint8
+from .report import changed_pixels, top_k
+
 # One colour per obscuring/leading kind, used for markers and bars alike.
 # Saturated so that a 16 px ring reads on fur, sky and skin alike (and on a projector).
 KIND_COLOURS = {"obscuring": "#00a2ff", "leading": "#ff2d2d", "both": "#ff00e6", "neither": "#ffd400"}
@@ -31,17 +34,7 @@ def field(record: Any, *names: str, default: Any = None) -> Any:
 
 def to_uint8_hwc(image: torch.Tensor) -> np.ndarray:
     """(3, H, W) float in [0, 1] -> (H, W, 3) uint8, rounded like a PNG save."""
-    return torch.round(image.detach().cpu().clamp(0, 1) * 255).to(torch.uint8).permute(1, 2, 0).numpy()
-
-
-def changed_pixels(original: torch.Tensor, adversarial: torch.Tensor) -> list[dict[str, Any]]:
-    """Every pixel whose 8-bit colour differs: y, x, before and after RGB."""
-    before, after = to_uint8_hwc(original), to_uint8_hwc(adversarial)
-    ys, xs = np.nonzero((before != after).any(axis=2))
-    return [
-        {"y": int(y), "x": int(x), "before": before[y, x].tolist(), "after": after[y, x].tolist()}
-        for y, x in zip(ys, xs)
-    ]
+    return to_uint8(image.cpu()).permute(1, 2, 0).numpy()
 
 
 def perturbation_rgb(original: torch.Tensor, adversarial: torch.Tensor) -> np.ndarray:
@@ -91,17 +84,11 @@ def attack_triptych(original: torch.Tensor, adversarial: torch.Tensor, *, titles
     return figure
 
 
-def top5_frame(probs: torch.Tensor, class_names: Sequence[str], k: int = 5) -> list[dict[str, Any]]:
-    """Rows {class, probability} for the k most probable classes of one probability vector."""
-    values, indices = probs.detach().cpu().topk(min(k, probs.numel()))  # a user model may have < k classes
-    return [{"class": class_names[int(i)], "index": int(i), "probability": float(v)} for v, i in zip(values, indices)]
-
-
 def top5_bars(clean_probs: torch.Tensor, adv_probs: torch.Tensor, class_names: Sequence[str], k: int = 5) -> go.Figure:
     """Grouped bars: the union of both top-k lists, clean vs adversarial probability."""
     indices: list[int] = []
     for probs in (clean_probs, adv_probs):
-        for row in top5_frame(probs, class_names, k):
+        for row in top_k(probs, class_names, k):
             if row["index"] not in indices:
                 indices.append(row["index"])
     names = [class_names[i] for i in indices]
@@ -320,16 +307,3 @@ def png_bytes(image: torch.Tensor) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(to_uint8_hwc(image), mode="RGB").save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def load_upload(name: str, data: bytes) -> Any:
-    """Load an uploaded file: a ``LoadedImage``, or a one-line error message (never a traceback)."""
-    from .images import load_image
-
-    try:
-        return load_image(data)
-    except ValueError as error:  # ImageLoadError is a ValueError with a one-line message
-        message = " ".join(str(error).split()) or type(error).__name__
-        return f"{name}: {message}"
-    except Exception as error:  # noqa: BLE001 - a decoder bug must still not reach the user as a traceback
-        return f"{name}: could not read this file as an image ({type(error).__name__})."

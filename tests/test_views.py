@@ -6,6 +6,8 @@ import numpy as np
 import torch
 
 from sparseviz import views
+from sparseviz.images import load_upload
+from sparseviz.report import changed_pixels, top_k
 
 
 def _pair():
@@ -18,7 +20,7 @@ def _pair():
 
 def test_changed_pixels_lists_each_pixel_with_colours():
     original, adversarial = _pair()
-    pixels = views.changed_pixels(original, adversarial)
+    pixels = changed_pixels(original, adversarial)
     assert [(p["y"], p["x"]) for p in pixels] == [(2, 3), (5, 7)]
     assert pixels[0]["before"] == [100, 100, 100] and pixels[0]["after"] == [255, 0, 0]
     assert pixels[1]["after"] == [100, 0, 100]
@@ -56,7 +58,7 @@ def test_top5_bars_union_of_classes():
     adv = torch.tensor([0.1, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.9])
     figure = views.top5_bars(clean, adv, names)
     assert "c7" in figure.data[0].x and "c0" in figure.data[0].x
-    rows = views.top5_frame(clean, names)
+    rows = top_k(clean, names)
     assert [r["class"] for r in rows] == ["c0", "c1", "c2", "c3", "c4"]
 
 
@@ -108,7 +110,7 @@ def test_ablation_bars_grouped():
 
 
 def test_load_upload_returns_one_line_error():
-    message = views.load_upload("junk.png", b"\x00\x01not an image at all" * 10)
+    message = load_upload("junk.png", b"\x00\x01not an image at all" * 10)
     assert isinstance(message, str) and "\n" not in message and message.startswith("junk.png:")
 
 
