@@ -16,14 +16,13 @@ import platform
 import statistics
 import sys
 import time
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
-from .attacks import ATTACKS
+from .attacks import ATTACKS, options
 from .attacks.base import AttackResult
 from .images import ImageLoadError, image_files, load_image, to_tensor
 from .models import ImageClassifier
@@ -91,47 +90,17 @@ def load_folder(folder: str | Path, model: ImageClassifier, *, limit: int | None
 # --- configs ----------------------------------------------------------------------------
 
 
-def _coerce(value: str, annotation: Any, name: str) -> Any:
-    text = value.strip()
-    if isinstance(annotation, str):  # from __future__ annotations: resolve the common spellings
-        optional = "None" in annotation
-        base = annotation.replace("| None", "").replace("None |", "").strip()
-    else:
-        args = typing.get_args(annotation)
-        optional = type(None) in args
-        base_type = next((a for a in args if a is not type(None)), annotation) if args else annotation
-        base = getattr(base_type, "__name__", str(base_type))
-    if optional and text.lower() == "none":
-        return None
-    try:
-        if base == "bool":
-            if text.lower() in {"true", "1", "yes"}:
-                return True
-            if text.lower() in {"false", "0", "no"}:
-                return False
-            raise ValueError
-        if base == "int":
-            return int(text)
-        if base == "float":
-            return float(text)
-    except ValueError:
-        raise ValueError(f"{name} expects a {base}{' or none' if optional else ''}; got {value!r}.") from None
-    return text
-
-
 def build_config(attack: str, overrides: dict[str, str] | None = None, *, max_seconds: float | None = None) -> Any:
-    """An attack's config with string overrides (``{"max_iter": "10"}``), type-checked by its dataclass."""
+    """An attack's config with string overrides (``{"max_iter": "10"}``), parsed and checked by its options."""
     if attack not in ATTACKS:
         raise ValueError(f"unknown attack {attack!r}; choose from: {', '.join(ATTACKS)}.")
     config_type = ATTACKS[attack].config_type
-    fields = {f.name: f for f in dataclasses.fields(config_type)}
-    values: dict[str, Any] = {}
-    if max_seconds is not None and "max_seconds" in fields:
-        values["max_seconds"] = max_seconds
+    known = {option.name: option for option in options.specs(config_type)}
+    values: dict[str, Any] = {} if max_seconds is None else {"max_seconds": max_seconds}
     for key, value in (overrides or {}).items():
-        if key not in fields:
-            raise ValueError(f"{attack} has no option {key!r}; options: {', '.join(fields)}.")
-        values[key] = _coerce(value, fields[key].type, f"{attack}.{key}")
+        if key not in known:
+            raise ValueError(f"{attack} has no option {key!r}; options: {', '.join(known)}.")
+        values[key] = options.parse_value(known[key], value, f"{attack}.{key}")
     return config_type(**values)
 
 

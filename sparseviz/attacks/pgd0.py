@@ -29,7 +29,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .base import check_range, is_adversarial, quantize
+from .base import is_adversarial, quantize
+from .options import option
 from .runner import Attack, AttackConfig, AttackRun
 
 
@@ -48,25 +49,19 @@ def budget_ladder(min_pixels: int, pixels: int, growth: float, search: bool) -> 
 
 @dataclass(frozen=True)
 class PGD0Config(AttackConfig):
-    pixels: int = 1024  # k: the most pixels an image may change (the largest budget tried when searching)
-    steps: int = 20  # PGD iterations per budget, as in Croce & Hein's experiments
-    step_size: float = 0.15  # mean |change| per channel entry of one step: the reference's 120000/255 on an
-    # l1-normalised gradient of a 32x32x3 image is 0.153 per entry; expressing it per entry keeps it
-    # the same step at any resolution
-    random_start: bool = True  # the reference starts from uniform noise in the box, projected to k pixels
-    search: bool = True  # try budgets min_pixels, *growth, ... up to pixels; False = one fixed budget k
-    min_pixels: int = 1  # the first budget of the ladder: 1, so small flips are not floored by the ladder
-    growth: float = 1.5  # ratio between successive budgets: finer = fewer pixels, more time
-    seed: int = 0  # seeds the random start; same seed = same result
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_range("pixels", self.pixels, 1, 10_000_000)
-        check_range("steps", self.steps, 1, 10_000)
-        check_range("step_size", self.step_size, 1e-6, 100.0)
-        check_range("min_pixels", self.min_pixels, 1, 10_000_000)
-        check_range("growth", self.growth, 1.01, 100.0)
-        check_range("seed", self.seed, 0, 2**63 - 1)
+    pixels: int = option(1024, low=1, high=10_000_000,
+                         help="k: the most pixels an image may change (the largest budget tried when searching)")
+    steps: int = option(20, low=1, high=10_000, help="PGD iterations per budget, as in Croce & Hein's experiments")
+    step_size: float = option(0.15, low=1e-6, high=100.0, help="mean |change| per channel entry of one step")
+    # The reference's 120000/255 on an l1-normalised gradient of a 32x32x3 image is 0.153 per entry;
+    # expressing it per entry keeps it the same step at any resolution.
+    random_start: bool = option(True, help="start from uniform noise in the box, projected to k pixels (the reference)")
+    search: bool = option(True, help="try budgets min_pixels, *growth, ... up to pixels; false = one fixed budget k")
+    min_pixels: int = option(1, low=1, high=10_000_000,
+                             help="the first budget of the ladder: 1, so small flips are not floored by the ladder")
+    growth: float = option(1.5, low=1.01, high=100.0,
+                           help="ratio between successive budgets: finer = fewer pixels, more time")
+    seed: int = option(0, low=0, high=2**63 - 1, help="seeds the random start; same seed = same result")
 
 
 def project_l0_box(delta: torch.Tensor, images: torch.Tensor, k: int) -> torch.Tensor:

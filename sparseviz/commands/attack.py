@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from ..attacks import options
 from ..attacks.base import AttackProgress
 from ..attacks.sparse import SparseConfig, sparse_attack
 from ..images import load_image, save_png, to_tensor
@@ -17,14 +18,14 @@ from ..report import attack_report, save_verified_png
 
 
 def add_photo_arguments(parser: argparse.ArgumentParser, out_help: str) -> None:
-    """The arguments every one-photo command shares (attack, explain)."""
+    """The arguments every one-photo command shares (attack, explain), with every sparse-attack option."""
     parser.add_argument("image", help="an image file (PNG, JPEG, WebP, BMP, GIF, TIFF)")
     parser.add_argument("--out", required=True, type=Path, help=out_help)
     parser.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME", help=f"a name from `sparseviz models` (default {DEFAULT_MODEL})")
     parser.add_argument("--target", help="targeted attack: a class index or name (default: untargeted)")
     parser.add_argument("--label", help="the true class (index or name); default: the model's clean prediction")
-    parser.add_argument("--seed", type=int, default=SparseConfig().seed, help="same seed, same result (default 0)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    options.add_arguments(parser, SparseConfig)
 
 
 def load_photo(args: argparse.Namespace) -> tuple[ImageClassifier, torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -42,21 +43,14 @@ def load_photo(args: argparse.Namespace) -> tuple[ImageClassifier, torch.Tensor,
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    defaults = SparseConfig()
     parser = subparsers.add_parser("attack", help="change as few pixels as possible to fool the model")
     add_photo_arguments(parser, "folder for original.png, adversarial.png, mask.png, report.json")
-    parser.add_argument("--sparsity-weight", type=float, default=defaults.sparsity_weight,
-                        help=f"higher = fewer pixels, more risk of failing (default {defaults.sparsity_weight})")
-    parser.add_argument("--steps", type=int, default=defaults.steps, help=f"optimisation steps (default {defaults.steps})")
-    parser.add_argument("--max-seconds", type=float, default=None, help="stop after this long and report what was found")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    config = SparseConfig(
-        sparsity_weight=args.sparsity_weight, steps=args.steps, seed=args.seed, max_seconds=args.max_seconds
-    )
+    config = options.from_arguments(SparseConfig, args)
     model, image, label, target = load_photo(args)
     bar = tqdm(total=config.steps, desc="sparse attack", unit="step", disable=args.quiet)
 

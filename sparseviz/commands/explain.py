@@ -34,6 +34,7 @@ def write_explanation(explanation: Explanation, path: str | Path, extra: dict[st
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..attacks import options
     from ..attacks.sparse import SparseConfig, sparse_attack
     from ..figures import save_figures
     from ..images import save_png
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     config = ExplainConfig(attribution_threshold=args.attribution_threshold, causal_threshold=args.causal_threshold,
                            smoothgrad_samples=args.smoothgrad)
     model, image, label, target = load_photo(args)
-    result = sparse_attack(model, image, label, targets=target, config=SparseConfig(seed=args.seed))
+    result = sparse_attack(model, image, label, targets=target, config=options.from_arguments(SparseConfig, args))
     if not bool(result.success[0]):
         print("the attack did not fool the model; nothing to explain.")
         return 1
