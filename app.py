@@ -16,6 +16,7 @@ unless the server was started with ``SPARSEVIZ_TRUST_MODEL_UPLOADS=1`` or
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import math
 import os
@@ -29,7 +30,7 @@ import torch
 
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from sparseviz import experiments, jobs, views
+from sparseviz import demo, experiments, jobs, views, warmup
 from sparseviz.attacks import PGDConfig, SparseConfig, pgd, sparse_attack
 from sparseviz.attacks.base import AttackProgress, AttackResult
 from sparseviz.gallery import bundled_images, load_bundled
@@ -40,9 +41,10 @@ from sparseviz.models import (
 from sparseviz.report import attack_report, top_k
 
 DEFAULTS = SparseConfig()
-DEFAULT_IMAGE = "chelsea"
+DEFAULT_IMAGE = demo.DEFAULT_PHOTO  # a photo the model is sure about (espresso 95%)
 TRUST_UPLOADS = os.environ.get("SPARSEVIZ_TRUST_MODEL_UPLOADS") == "1" or "--trust-model-uploads" in sys.argv[1:]
 USER_MODEL = "your model file"
+AUDIT_SOURCE = "from the audit"
 QUICK = os.environ.get("SPARSEVIZ_QUICK") == "1"  # load tests / slow machines: no colour refinement or swap
 # search in the app's attacks (several times fewer model calls, usually more pixels)
 POLL_SECONDS = 0.25  # how often a waiting page refreshes its queue position / progress bar
@@ -127,7 +129,8 @@ def image_ui() -> tuple[str, LoadedImage] | None:
     """Sidebar image source; returns (image id, loaded image) or None after showing a message."""
     st.sidebar.header("1. Image")
     gallery = bundled_images()
-    sources = (["bundled photo"] if gallery else []) + ["upload", "camera"]
+    opened = st.session_state.get("opened")  # (name, bytes) of an image opened from the Audit page
+    sources = (["bundled photo"] if gallery else []) + ["upload", "camera"] + ([AUDIT_SOURCE] if opened else [])
     source = st.sidebar.radio("source", sources, horizontal=True, key="source")
     if source == "bundled photo":
         names = list(gallery)
@@ -140,6 +143,9 @@ def image_ui() -> tuple[str, LoadedImage] | None:
         except ImageLoadError as error:
             st.error(one_line(error))
             return None
+    if source == AUDIT_SOURCE and opened:
+        st.sidebar.caption(f"opened from the Audit page: {opened[0]}")
+        return audit_image_ui(*opened)
     if source == "upload":
         upload = st.sidebar.file_uploader("upload a photo (PNG, JPEG, WebP, BMP, GIF, TIFF)", key="upload")
         hint = "Upload a photo in the sidebar, or switch the source to a bundled photo."
@@ -157,6 +163,35 @@ def image_ui() -> tuple[str, LoadedImage] | None:
     for note in loaded.notes:
         st.sidebar.caption(f"note: {note}")
     return f"{source}:{hashlib.sha256(data).hexdigest()[:16]}", loaded
+
+
+def audit_image_ui(name: str, data: bytes) -> tuple[str, LoadedImage] | None:
+    """An image the Audit page opened here: loaded exactly as that audit loaded it."""
+    loaded = load_upload(name, data)
+    if isinstance(loaded, str):
+        st.error(f"Cannot use this file. {loaded}")
+        return None
+    return f"{AUDIT_SOURCE}:{hashlib.sha256(data).hexdigest()[:16]}", loaded
+
+
+def presets_ui() -> None:
+    """The "Try these" row: one click sets photo, goal and weight, and runs the attack."""
+
+    def apply(preset: demo.Preset) -> None:
+        st.session_state.update({
+            "source": "bundled photo", "bundled": preset.photo, "weight": preset.sparsity_weight,
+            "steps": DEFAULTS.steps, "seed": DEFAULTS.seed, "mode": "targeted" if preset.target else "untargeted",
+            "autorun": True, "lesson": preset.lesson,
+        })
+        if preset.target:
+            st.session_state["target"] = preset.target
+
+    st.markdown("**Try these** (one click each)")
+    columns = st.columns(len(demo.PRESETS))
+    for number, (column, preset) in enumerate(zip(columns, demo.PRESETS)):
+        column.button(preset.label, key=f"preset_{number}", on_click=apply, args=(preset,), width="stretch")
+    if st.session_state.get("lesson"):
+        st.caption(st.session_state["lesson"])
 
 
 def model_ui() -> tuple[str, bool]:
@@ -381,6 +416,18 @@ def attack_outcome(job: jobs.Job | None) -> str | None:
     return None
 
 
+def prefetched(image_id: str, model_id: str, settings: Settings) -> AttackResult | None:
+    """The server's warm-up result when these are exactly the default photo, model and settings."""
+    if settings.target is not None or not image_id.startswith("bundled:"):
+        return None
+    try:
+        key = warmup.WarmKey(image_id.split(":", 1)[1], model_id, str(resolve_device(settings.device)),
+                             attack_config(settings, settings.sparsity_weight))
+    except ValueError:
+        return None
+    return warmup.prefetched(key)
+
+
 def run_key(settings: Settings) -> tuple:
     return (st.session_state.get("image_id"), st.session_state.get("model_id"), settings.sparsity_weight,
             settings.steps, settings.seed, settings.target, settings.device)
@@ -391,6 +438,11 @@ def run_key(settings: Settings) -> tuple:
 
 def metrics_ui(result: AttackResult, class_names: list[str]) -> None:
     summary = result.summary(0, class_names)
+    st.markdown(f"<div class='sv-headline'>{html.escape(demo.flip_headline(result, class_names))}</div>",
+                unsafe_allow_html=True)
+    if demo.is_near_tie(result.clean_probs[0]):
+        st.warning("Near tie: before the attack the model was almost as sure of its runner-up, so this flip shows "
+                   "an unsure model more than a fragile one. A confident photo (e.g. coffee) makes the point.")
     if summary["success"]:
         st.success(f"Fooled: **{summary['true_name']}** ({summary['true_confidence']:.1%}) -> "
                    f"**{summary['adv_name']}** ({summary['adv_confidence']:.1%})")
@@ -398,12 +450,16 @@ def metrics_ui(result: AttackResult, class_names: list[str]) -> None:
         st.warning("Stopped before the model was fooled. Press **Run attack** to run it in full.")
     else:
         st.warning("The attack did not fool the model within its steps; try a lower sparsity weight or more steps.")
-    columns = st.columns(5)
-    columns[0].metric("pixels changed", summary["l0_pixels"])
-    columns[1].metric("channel entries", summary["l0_entries"])
-    columns[2].metric("l2", f"{summary['l2']:.3f}")
-    columns[3].metric("linf", f"{summary['linf']:.3f}")
-    columns[4].metric("seconds", f"{summary['seconds']:.1f}")
+    big = st.container(key="big_numbers").columns(3)
+    big[0].metric("pixels changed", summary["l0_pixels"])
+    big[1].metric(f"{summary['true_name']}: before", demo.percent(summary["true_confidence"]))
+    big[2].metric(f"{summary['true_name']}: after", demo.percent(summary["true_confidence_after"]),
+                  delta=f"{100 * (summary['true_confidence_after'] - summary['true_confidence']):+.0f} points")
+    columns = st.columns(4)
+    columns[0].metric("channel entries", summary["l0_entries"])
+    columns[1].metric("l2", f"{summary['l2']:.3f}")
+    columns[2].metric("linf", f"{summary['linf']:.3f}")
+    columns[3].metric("seconds", f"{summary['seconds']:.1f}")
     total = result.originals.shape[-1] * result.originals.shape[-2]
     st.caption(f"{summary['l0_pixels']} of {total:,} pixels ({summary['l0_pixels'] / total:.3%}); "
                f"true class after the attack: {summary['true_confidence_after']:.1%}; {summary['model_calls']} model "
@@ -556,11 +612,19 @@ def transfer_ui(model_id: str, model: ImageClassifier, result: AttackResult, key
         st.dataframe(views.transfer_table(rows), width="stretch", hide_index=True, key="transfer_table")
 
 
+def demo_markdown(text: str) -> str:
+    """The library's **bold** sentences as HTML (class names escaped), for the large-type blocks."""
+    parts = html.escape(text).split("**")
+    return "".join(f"<b>{part}</b>" if i % 2 else part for i, part in enumerate(parts))
+
+
 def clean_ui(image: torch.Tensor, clean: torch.Tensor, model: ImageClassifier) -> None:
     left, right = st.columns([1, 3])
     left.image(to_pil(image[0]), caption=f"model input ({model.input_size}x{model.input_size}, 8-bit)",
                width="stretch")
     right.subheader(f"What {getattr(model, 'name', 'the model')} sees: top-5")
+    right.markdown(f"<div class='sv-verdict'>{demo_markdown(demo.clean_verdict(clean, model.class_names))}</div>",
+                   unsafe_allow_html=True)
     right.dataframe(
         [{"class": r["class"], "probability": r["probability"]} for r in top_k(clean, model.class_names)],
         hide_index=True, width="stretch", key="clean_top5",
@@ -574,8 +638,11 @@ def clean_ui(image: torch.Tensor, clean: torch.Tensor, model: ImageClassifier) -
 
 def main() -> None:
     st.set_page_config(page_title="sparseviz", page_icon=":mag:", layout="wide")
+    st.html(demo.PROJECTOR_CSS)
+    warmup.start()  # once per server: the default model and the default flip, before anyone clicks
     st.title("sparseviz: how few pixels does it take?")
     st.caption("Change a handful of pixels until the classifier changes its mind, then see why it worked.")
+    presets_ui()
     how_it_works_ui()
 
     picked = image_ui()
@@ -605,9 +672,18 @@ def main() -> None:
     clean = model.predict_proba(image)[0].cpu()
     label = int(clean.argmax())
     settings, submitted = settings_ui(model.class_names, label)
+    submitted = bool(st.session_state.pop("autorun", False)) or submitted  # a "Try these" click runs at once
     clean_ui(image, clean, model)
 
     key = run_key(settings)
+    handoff = st.session_state.pop("handoff", None)
+    if isinstance(handoff, AttackResult) and torch.equal(handoff.originals[0], image[0].cpu()):
+        remember("results", key, handoff)  # an image opened from the Audit page, with its audit result
+        st.session_state["last_key"] = key
+    if submitted and recall("results", key) is None:
+        warm = prefetched(image_id, model_id, settings)
+        if warm is not None:  # the server computed the default flip at start: same settings, same pixels
+            remember("results", key, warm)
     status = st.empty()  # queue place / progress bar + Stop while waiting, one line otherwise: the tabs never move
     note = None
     if submitted:
@@ -637,7 +713,7 @@ def main() -> None:
         else:
             status.caption(f"Stopped by you after {result.seconds:.1f} s, before the model was fooled; "
                            "press Run attack to run it in full.")
-    elif result is None or st.session_state.get("last_key") != key:
+    elif result is None:  # a result for these settings stays shown when the session comes back to them
         status.info(note or "Set the attack in the sidebar and press **Run attack**.")
         return
     else:
@@ -655,4 +731,24 @@ def main() -> None:
         transfer_ui(model_id, model, result, key, device)
 
 
-main()
+# --- pages -------------------------------------------------------------------------------------
+
+# The single-image page's widgets: Streamlit forgets a widget's value while another page is
+# shown, so the router re-asserts them and a visit to the Audit page changes nothing here.
+KEEP_ACROSS_PAGES = ("source", "bundled", "model", "weight", "steps", "seed", "mode", "target", "device", "method")
+
+
+def navigation() -> None:
+    """Two pages: this single-image view (the default) and the Audit page (app_pages/audit.py)."""
+    for key in KEEP_ACROSS_PAGES:
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
+    single = st.Page(main, title="Single image", icon=":material/image:", default=True)
+    audit = st.Page("app_pages/audit.py", title="Audit", icon=":material/fact_check:", url_path="audit")
+    pages = st.navigation([single, audit])
+    if st.session_state.pop("switch_to_single", False):  # "open in the single-image view" on the Audit page
+        st.switch_page(single)
+    pages.run()
+
+
+navigation()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import html
+import io
 import statistics
 import time
 from collections import Counter
@@ -24,11 +25,11 @@ import torch
 import torch.nn.functional as F
 
 from .attacks import ATTACKS
+from .attacks.base import AttackResult, to_uint8
 from .bench import BenchImage, LoadedFolder, machine_info
-from .images import save_png, to_uint8
 from .interpret import explain_pixels
 from .models import ImageClassifier
-from .report import html_table, markdown_table, save_verified_png
+from .report import html_table, markdown_table, png_bytes
 
 # Histogram bins for minimal pixel counts: (label, lowest, highest).
 PIXEL_BINS = [("1", 1, 1), ("2-5", 2, 5), ("6-10", 6, 10), ("11-20", 11, 20), ("21-50", 21, 50),
@@ -51,6 +52,18 @@ class AuditReport:
         return sorted((r for r in self.rows if r["success"] == 1), key=lambda r: (r["pixels"], r["image"]))
 
 
+@dataclass(frozen=True)
+class AuditRow:
+    """One image's CSV row and the files it owns (path under the output folder -> PNG bytes).
+
+    Files travel as bytes so that whoever writes the output folder (this process, or the
+    driver of a distributed run) writes them; workers never need the output folder.
+    """
+
+    row: dict[str, Any]
+    files: dict[str, bytes]
+
+
 def _thumbnail(original: torch.Tensor, adversarial: torch.Tensor, min_size: int = 160) -> torch.Tensor:
     """Original | adversarial | changed pixels (dilated in red so a single pixel shows).
 
@@ -70,29 +83,53 @@ def _thumbnail(original: torch.Tensor, adversarial: torch.Tensor, min_size: int 
     return torch.cat([resized[0], gap, resized[1], gap, resized[2]], dim=2)
 
 
-def run_audit(
-    model: ImageClassifier,
-    folder: LoadedFolder,
-    *,
-    out: str | Path,
-    config: Any = None,
-    attack: str = "sparse",
-    on_step: Callable[[str], None] | None = None,
-) -> AuditReport:
-    """Attack every image (one at a time) with ``attack``; save adversarials and thumbnails under ``out``."""
+def image_stem(name: str) -> str:
+    """File stem for an image's adversarial and thumbnail: class folders flattened with ``__``."""
+    return name.rsplit(".", 1)[0].replace("/", "__")
+
+
+def listing_key(name: str) -> tuple[bool, tuple[str, ...]]:
+    """Sort key that puts rows in the order ``image_files`` lists a folder (top level, then class folders)."""
+    parts = tuple(name.split("/"))
+    return len(parts) > 1, parts
+
+
+def write_files(out: str | Path, files: dict[str, bytes]) -> None:
+    for relative, data in files.items():
+        path = Path(out) / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+
+def pixel_kind_counts(model: ImageClassifier, result: AttackResult, index: int) -> dict[str, int]:
+    """The obscuring/leading labels the audit counts for one flip: the only place the audit picks them."""
+    # The causal split (no maps: cheap enough for a whole folder).
+    return dict(explain_pixels(model, result, index).counts)
+
+
+@torch.no_grad()
+def _probabilities(model: ImageClassifier, image: torch.Tensor) -> torch.Tensor:
+    """Softmax of one image on its own, so a row never depends on its batch mates' float rounding."""
+    return model(image[None].to(model.device)).softmax(dim=1)[0].cpu()
+
+
+def audit_batch(model: ImageClassifier, items: Sequence[BenchImage], *, attack: str = "sparse",
+                config: Any = None) -> list[AuditRow]:
+    """Rows for a batch of images, in order: one attack call for every image the model gets right.
+
+    Both engines build every row here (the local one with batches of one), and every number
+    in a row is measured per image, so rows do not depend on how images were batched.
+    """
     if attack not in ATTACKS:
         raise ValueError(f"unknown attack {attack!r}; choose from: {', '.join(ATTACKS)}.")
-    out = Path(out)
     spec = ATTACKS[attack]
     config = config if config is not None else spec.config_type()
-    meta = machine_info(model)
-    started = time.perf_counter()
-    rows: list[dict[str, Any]] = []
-    params: dict[str, Any] = dataclasses.asdict(config)
     names = model.class_names
-    for item in folder.images:
-        with torch.no_grad():
-            probs = model(item.image[None].to(model.device)).softmax(dim=1)[0].cpu()
+    rows: list[dict[str, Any]] = []
+    files: list[dict[str, bytes]] = []
+    attacked: list[int] = []
+    for position, item in enumerate(items):
+        probs = _probabilities(model, item.image)
         predicted = int(probs.argmax())
         label = item.folder_label if item.folder_label is not None else predicted
         row: dict[str, Any] = {column: "" for column in AUDIT_COLUMNS}
@@ -101,40 +138,95 @@ def run_audit(
             "true_label": label, "true_name": names[label], "clean_confidence": round(float(probs[label]), 6),
         })
         if predicted != label:
-            row.update({"status": f"misclassified as {names[predicted]} (not attacked)"})
-            rows.append(row)
-            if on_step is not None:
-                on_step(item.name)
-            continue
-        result = spec.run(model, item.image[None], torch.tensor([label]), config=config)
-        params = dict(result.params)
-        summary = result.summary(0, names)
-        stem = item.name.rsplit(".", 1)[0].replace("/", "__")
-        png = out / "adversarials" / f"{stem}.png"
-        save_verified_png(result.adversarials[0], png)
-        row.update({
-            "status": "attacked", "success": int(summary["success"]),
-            "pixels": summary["l0_pixels"] if summary["success"] else "",
-            "entries": summary["l0_entries"] if summary["success"] else "",
-            "adv_label": summary["adv_label"] if summary["success"] else "",
-            "adv_name": summary["adv_name"] if summary["success"] else "",
-            "adv_confidence": round(summary["adv_confidence"], 6) if summary["success"] else "",
-            "seconds": round(result.seconds, 3), "model_calls": summary["model_calls"],
-            "adversarial_png": str(png.relative_to(out)),
-        })
-        if summary["success"]:
-            save_png(_thumbnail(result.originals[0], result.adversarials[0]), out / "thumbnails" / f"{stem}.png")
-            if summary["l0_pixels"]:
-                # The causal obscuring/leading split (no maps: cheap enough for a whole folder).
-                row.update(explain_pixels(model, result, 0).counts)
+            row["status"] = f"misclassified as {names[predicted]} (not attacked)"
+        else:
+            attacked.append(position)
         rows.append(row)
+        files.append({})
+    if attacked:
+        images = torch.stack([items[i].image for i in attacked])
+        labels = torch.tensor([int(rows[i]["true_label"]) for i in attacked])
+        result = spec.run(model, images, labels, config=config)
+        for index, position in enumerate(attacked):
+            rows[position], files[position] = _attacked_row(model, result, index, rows[position], len(attacked))
+    return [AuditRow(row, owned) for row, owned in zip(rows, files)]
+
+
+def _attacked_row(model: ImageClassifier, result: AttackResult, index: int, row: dict[str, Any],
+                  batch: int) -> tuple[dict[str, Any], dict[str, bytes]]:
+    summary = result.summary(index, model.class_names)
+    success = bool(summary["success"])
+    adversarial = result.adversarials[index]
+    stem = image_stem(row["image"])
+    png = f"adversarials/{stem}.png"
+    files = {png: png_bytes(adversarial)}
+    probs = _probabilities(model, adversarial)
+    adv_label = int(probs.argmax())
+    row = dict(row)
+    row.update({
+        "status": "attacked", "success": int(success),
+        "pixels": summary["l0_pixels"] if success else "",
+        "entries": summary["l0_entries"] if success else "",
+        "adv_label": adv_label if success else "",
+        "adv_name": model.class_names[adv_label] if success else "",
+        "adv_confidence": round(float(probs[adv_label]), 6) if success else "",
+        "seconds": round(result.seconds / batch, 3), "model_calls": summary["model_calls"],
+        "adversarial_png": png,
+    })
+    if success:
+        files[f"thumbnails/{stem}.png"] = png_bytes(_thumbnail(result.originals[index], adversarial), check=False)
+        if summary["l0_pixels"]:
+            row.update(pixel_kind_counts(model, result, index))
+    return row, files
+
+
+def build_report(rows: Sequence[dict[str, Any]], skipped: Sequence[tuple[str, str]], meta: dict[str, Any]) -> AuditReport:
+    """The report from all rows, however and in whatever order they were produced."""
+    return AuditReport(sorted(rows, key=lambda r: listing_key(r["image"])),
+                       sorted(skipped, key=lambda s: listing_key(s[0])), dict(meta))
+
+
+def run_audit(
+    model: ImageClassifier,
+    folder: LoadedFolder,
+    *,
+    out: str | Path,
+    config: Any = None,
+    attack: str = "sparse",
+    on_step: Callable[[str], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> AuditReport:
+    """Attack every image (one at a time) with ``attack``; save adversarials and thumbnails under ``out``.
+
+    ``should_stop`` is asked before each image: when it says yes the audit ends there and the
+    report covers the images done so far (``meta["stopped"]`` and ``meta["not_run"]`` say so).
+    """
+    if attack not in ATTACKS:
+        raise ValueError(f"unknown attack {attack!r}; choose from: {', '.join(ATTACKS)}.")
+    config = config if config is not None else ATTACKS[attack].config_type()
+    meta = machine_info(model)
+    started = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    done = 0
+    for item in folder.images:
+        if should_stop is not None and should_stop():
+            break
+        done += 1
+        for finished in audit_batch(model, [item], attack=attack, config=config):
+            write_files(out, finished.files)
+            rows.append(finished.row)
         if on_step is not None:
             on_step(item.name)
-    meta.update({
-        "model": model.name, "attack": attack, "config": params, "layout": folder.layout,
-        "total_seconds": time.perf_counter() - started, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-    })
-    return AuditReport(rows, list(folder.skipped), meta)
+    meta.update(audit_meta(model.name, attack, config, folder.layout))
+    meta.update({"total_seconds": time.perf_counter() - started,
+                 "stopped": done < len(folder.images), "not_run": len(folder.images) - done})
+    return build_report(rows, folder.skipped, meta)
+
+
+def audit_meta(model_name: str, attack: str, config: Any, layout: str) -> dict[str, Any]:
+    """What the report says about the run besides the machine (shared by both engines)."""
+    return {"model": model_name, "attack": attack, "config": dataclasses.asdict(config), "layout": layout,
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
 def pixel_histogram(report: AuditReport) -> list[tuple[str, int]]:
@@ -192,6 +284,8 @@ def write_audit(report: AuditReport, out: str | Path, *, easiest: int = 8) -> tu
         f"Every number is measured on the saved 8-bit PNG. Device {meta['device']}, {meta['cpu']}, "
         f"torch threads {meta['torch_threads']}; {meta['total_seconds'] / 60:.1f} min in all ({meta['date']}).",
     ]
+    if meta.get("stopped"):
+        overview.insert(1, f"Stopped by the user: {meta['not_run']} image(s) not attacked, not in this report.")
     histogram = pixel_histogram(report)
     most = max([count for _, count in histogram] + [1])
     classes = fragile_classes(report)
@@ -218,7 +312,7 @@ def write_audit(report: AuditReport, out: str | Path, *, easiest: int = 8) -> tu
     md += _md_table(["true -> adversarial", "images"], pairs) + [""]
     md += ["## The easiest flips", "", "Original | adversarial | changed pixels (enlarged, red).", ""]
     for r in easy:
-        stem = r["image"].rsplit(".", 1)[0].replace("/", "__")
+        stem = image_stem(r["image"])
         md += [f"**{r['image']}**: {r['true_name']} -> {r['adv_name']} with {r['pixels']} pixels", "",
                f"![{r['image']}](thumbnails/{stem}.png)", ""]
     md += ["## Every image", ""] + _md_table(per_image_header, per_image) + [""]
@@ -232,7 +326,7 @@ def write_audit(report: AuditReport, out: str | Path, *, easiest: int = 8) -> tu
         f"</div></td><td>{count}</td></tr>" for label, count in histogram
     )
     thumbs = "".join(
-        f"<figure><img src='thumbnails/{html.escape(r['image'].rsplit('.', 1)[0].replace('/', '__'))}.png' "
+        f"<figure><img src='thumbnails/{html.escape(image_stem(r['image']))}.png' "
         f"alt='{html.escape(r['image'])}'><figcaption>{html.escape(r['image'])}: {html.escape(r['true_name'])} &rarr; "
         f"{html.escape(r['adv_name'])}, {r['pixels']} px</figcaption></figure>" for r in easy
     )
@@ -261,4 +355,4 @@ def write_audit(report: AuditReport, out: str | Path, *, easiest: int = 8) -> tu
     return csv_path, md_path, html_path
 
 
-__all__ = ["AuditReport", "BenchImage", "run_audit", "write_audit", "pixel_histogram", "fragile_classes", "adversarial_classes"]
+__all__ = ["AUDIT_COLUMNS", "AuditReport", "AuditRow", "BenchImage", "audit_batch", "build_report", "run_audit", "write_audit", "pixel_histogram", "fragile_classes", "adversarial_classes"]

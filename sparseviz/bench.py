@@ -56,6 +56,33 @@ def folder_class(model: ImageClassifier, name: str) -> int:
     raise ValueError(f"folder {name!r} is not a class of {model.name} (use a class index or exact class name).")
 
 
+def load_file(
+    path: Path, relative: str, class_name: str | None, model: ImageClassifier, class_cache: dict[str, int | str] | None = None
+) -> BenchImage | tuple[str, str]:
+    """One file as a preprocessed image, or ``(relative, one-line reason)`` when it cannot be used.
+
+    Shared by the local folder loader and the distributed audit's decode tasks, so both
+    skip the same files with the same words.
+    """
+    cache = class_cache if class_cache is not None else {}
+    label = None
+    if class_name is not None:
+        if class_name not in cache:
+            try:
+                cache[class_name] = folder_class(model, class_name)
+            except ValueError as error:
+                cache[class_name] = str(error)
+        if isinstance(cache[class_name], str):
+            return relative, str(cache[class_name])
+        label = int(cache[class_name])
+    try:
+        loaded = load_image(path)
+    except ImageLoadError as error:
+        reason = str(error)
+        return relative, reason[len(path.name) + 2 :] if reason.startswith(f"{path.name}: ") else reason
+    return BenchImage(relative, model.preprocess(to_tensor(loaded.image)), label)
+
+
 def load_folder(folder: str | Path, model: ImageClassifier, *, limit: int | None = None) -> LoadedFolder:
     """Load and preprocess every image of a folder, skipping (and reporting) what cannot be used."""
     files, layout = image_files(Path(folder))
@@ -63,25 +90,11 @@ def load_folder(folder: str | Path, model: ImageClassifier, *, limit: int | None
     skipped: list[tuple[str, str]] = []
     class_cache: dict[str, int | str] = {}
     for path, class_name in files:
-        relative = str(path.relative_to(folder))
-        label = None
-        if class_name is not None:
-            if class_name not in class_cache:
-                try:
-                    class_cache[class_name] = folder_class(model, class_name)
-                except ValueError as error:
-                    class_cache[class_name] = str(error)
-            if isinstance(class_cache[class_name], str):
-                skipped.append((relative, str(class_cache[class_name])))
-                continue
-            label = int(class_cache[class_name])
-        try:
-            loaded = load_image(path)
-        except ImageLoadError as error:
-            reason = str(error)
-            skipped.append((relative, reason[len(path.name) + 2 :] if reason.startswith(f"{path.name}: ") else reason))
+        loaded = load_file(path, str(path.relative_to(folder)), class_name, model, class_cache)
+        if isinstance(loaded, tuple):
+            skipped.append(loaded)
             continue
-        images.append(BenchImage(relative, model.preprocess(to_tensor(loaded.image)), label))
+        images.append(loaded)
         if limit is not None and len(images) >= limit:
             break
     return LoadedFolder(images, skipped, layout)

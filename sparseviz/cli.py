@@ -15,7 +15,7 @@ from typing import Sequence
 from . import __version__
 
 # Order here is the order in `sparseviz --help`.
-COMMAND_MODULES = ["attack", "predict", "models", "download", "explain", "bench", "audit"]
+COMMAND_MODULES = ["attack", "predict", "models", "download", "explain", "bench", "audit", "app"]
 
 
 class CommandError(Exception):

@@ -8,6 +8,7 @@ and checked, the transfer criterion, and Markdown/HTML table rendering.
 from __future__ import annotations
 
 import html
+import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import torch
 from PIL import Image
 
 from .attacks.base import AttackResult
-from .images import save_png, to_tensor, to_uint8
+from .images import to_pil, to_tensor, to_uint8
 
 
 def changed_pixels(original: torch.Tensor, adversarial: torch.Tensor) -> list[dict[str, Any]]:
@@ -48,17 +49,26 @@ def attack_report(
     return report
 
 
-def save_verified_png(image: torch.Tensor, path: str | Path) -> torch.Tensor:
-    """Save a (3, H, W) image as PNG, read it back and insist it holds exactly the 8-bit values measured.
+def png_bytes(image: torch.Tensor, *, check: bool = True) -> bytes:
+    """A (3, H, W) image in [0, 1] as lossless PNG bytes; with ``check``, decoded again and refused
+    unless it holds exactly the 8-bit values every number was measured on."""
+    buffer = io.BytesIO()
+    to_pil(image).save(buffer, format="PNG")
+    data = buffer.getvalue()
+    if check:
+        with Image.open(io.BytesIO(data)) as written:  # our own bytes: read as they are, whatever the size
+            if not torch.equal(to_uint8(to_tensor(written)), to_uint8(image.cpu())):
+                raise RuntimeError("a PNG does not round-trip exactly; refusing to report numbers for it.")
+    return data
 
-    Returns the image as read from the file, so callers measure (and transfer) what was saved.
-    """
-    saved_path = save_png(image, path)
-    with Image.open(saved_path) as written:  # our own file: read it as is, whatever its size
-        saved = to_tensor(written)
-    if not torch.equal(to_uint8(saved), to_uint8(image)):
-        raise RuntimeError(f"{saved_path} does not round-trip exactly; refusing to report numbers for it.")
-    return saved
+
+def save_verified_png(image: torch.Tensor, path: str | Path) -> torch.Tensor:
+    """Save a (3, H, W) image as a checked PNG (see :func:`png_bytes`); returns the image as saved,
+    so callers measure (and transfer) exactly what the file holds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(png_bytes(image))
+    return to_uint8(image.cpu()).float() / 255
 
 
 def transfer_fooled(clean: int, adversarial: int, label: int, target: int | None) -> bool | None:

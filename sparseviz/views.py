@@ -14,7 +14,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from .images import to_uint8
-from .report import changed_pixels, top_k
+from .report import changed_pixels, png_bytes, top_k
 
 # One colour per obscuring/leading kind, used for markers and bars alike.
 # Saturated so that a 16 px ring reads on fur, sky and skin alike (and on a projector).
@@ -296,14 +296,3 @@ def transfer_table(rows: Sequence[Any]) -> list[dict[str, Any]]:
         "true class, adversarial": percent(field(r, "true_prob_adv")),
         "note": field(r, "note") or "",
     } for r in rows]
-
-
-def png_bytes(image: torch.Tensor) -> bytes:
-    """A (3, H, W) image in [0, 1] as lossless PNG bytes: exactly the 8-bit values every number was measured on."""
-    import io
-
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(to_uint8_hwc(image), mode="RGB").save(buffer, format="PNG")
-    return buffer.getvalue()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from torch import nn
@@ -85,3 +87,8 @@ def real_model() -> ImageClassifier:
     from sparseviz.models import load_model
 
     return load_model("efficientnet_lite0")
+
+
+# The app's server warm-up (an attack on the real model in a background thread) would slow
+# every AppTest down; tests that want it (the browser test) start the server without this.
+os.environ.setdefault("SPARSEVIZ_NO_WARMUP", "1")

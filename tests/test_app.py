@@ -9,6 +9,7 @@ import torch
 
 from hostile_corpus import build_corpus
 from sparseviz.attacks import SparseConfig, sparse_attack
+from sparseviz.demo import DEFAULT_PHOTO
 from sparseviz.gallery import load_bundled
 from sparseviz.images import to_tensor
 from sparseviz.images import load_upload
@@ -74,7 +75,8 @@ def test_page_loads_and_shows_top5():
     assert not at.error, [e.value for e in at.error]
     frames = [d.value for d in at.dataframe]
     assert frames and len(frames[0]) == 5
-    assert "tiger cat" in list(frames[0]["class"])  # chelsea is a cat
+    assert list(frames[0]["class"])[0] == "espresso"  # the default photo is one the model is sure about
+    assert any("sure this is" in m.value and "espresso" in m.value for m in at.markdown)
     assert any(b.label == "Run attack" for b in at.button)
 
 
@@ -88,7 +90,7 @@ def test_run_matches_library(real_model):
     assert not at.exception, at.exception
     shown = int(_metric(at, "pixels changed"))
 
-    image = real_model.preprocess(to_tensor(load_bundled("chelsea").image))[None]
+    image = real_model.preprocess(to_tensor(load_bundled(DEFAULT_PHOTO).image))[None]
     label = real_model.predict_proba(image).argmax(1).cpu()
     direct = sparse_attack(real_model, image, label, config=SparseConfig(sparsity_weight=1.0, steps=STEPS, seed=3))
     assert shown == int(direct.l0_pixels[0])
@@ -102,6 +104,7 @@ def test_run_matches_library(real_model):
 @pytest.mark.slow
 def test_targeted_run_reaches_target():
     at = _app().run()
+    at.selectbox(key="bundled").set_value("chelsea").run()
     at.number_input(key="steps").set_value(STEPS)
     at.radio(key="mode").set_value("targeted")
     at.selectbox(key="target").set_value("tabby")

@@ -1,0 +1,205 @@
+"""Audit page: the sparse attack over many images, and what it says about the model.
+
+Widgets only; the work is library calls: ``audit_inputs`` (gallery, uploads, zip, with
+their limits), ``audit_session.run_in_memory`` (``sparseviz audit``'s own run_audit and
+write_audit), ``audit_views`` (figures) and ``audit_session.reopen`` (one image back in
+the single-image view).
+"""
+
+from __future__ import annotations
+
+import statistics
+
+import streamlit as st
+
+from sparseviz import audit_inputs, audit_session, audit_views, demo
+from sparseviz.attacks import SparseConfig
+from sparseviz.models import DEFAULT_MODEL, MODELS, ModelError, load_model
+
+try:  # Streamlit interrupts a running script with these when a widget changes (e.g. Stop is clicked)
+    from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException as _Interrupt
+except ImportError:  # pragma: no cover - another Streamlit layout: stopping discards the run instead
+    _Interrupt = ()  # type: ignore[assignment,misc]
+
+DEFAULTS = SparseConfig()
+GALLERY = "bundled gallery"
+UPLOAD = "upload files or a zip"
+SHOWN = 4  # most / least fragile thumbnails
+
+
+def one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def inputs_ui() -> tuple[str, SparseConfig] | None:
+    """Sidebar: model, images and attack settings; returns (model name, config)."""
+    st.sidebar.header("Audit settings")
+    names = [name for name, spec in MODELS.items() if spec.weights_available()]
+    if not names:
+        st.error("No model has its weights on this machine.")
+        return None
+    model_name = st.sidebar.selectbox("classifier", names, index=names.index(DEFAULT_MODEL) if DEFAULT_MODEL in names
+                                      else 0, key="audit_model")
+    source = st.sidebar.radio("images", [GALLERY, UPLOAD], key="audit_source")
+    if source == GALLERY:
+        from sparseviz.gallery import bundled_images
+
+        gallery = list(bundled_images())
+        st.sidebar.multiselect("bundled photos", gallery, default=gallery, key="audit_gallery")
+    else:
+        limits = audit_inputs.BatchLimits()
+        st.sidebar.file_uploader(
+            "photos, or a .zip of photos", accept_multiple_files=True, key="audit_files",
+            help=f"Up to {limits.max_files} images and {limits.max_total_bytes / 2**20:.0f} MiB in all; each file "
+                 f"under the single-upload limit ({limits.image.max_bytes / 2**20:.0f} MiB). Archives inside a zip "
+                 "are not opened; unreadable files are listed as skipped.")
+    weight = st.sidebar.slider("sparsity weight", 0.1, 4.0, float(DEFAULTS.sparsity_weight), 0.05, key="audit_weight")
+    steps = st.sidebar.number_input("steps (at most)", 1, 2000, int(DEFAULTS.steps), 10, key="audit_steps")
+    seed = st.sidebar.number_input("seed", 0, 2**31 - 1, int(DEFAULTS.seed), key="audit_seed")
+    st.sidebar.caption("Untargeted, one image at a time, as `sparseviz audit`; labels are the model's own clean "
+                       "predictions.")
+    return model_name, SparseConfig(sparsity_weight=float(weight), steps=int(steps), seed=int(seed))
+
+
+def collect() -> audit_inputs.Collected:
+    if st.session_state.get("audit_source") == UPLOAD:
+        files = st.session_state.get("audit_files") or []
+        return audit_inputs.collect_uploads((f.name, f.getvalue()) for f in files)
+    return audit_inputs.collect_gallery(st.session_state.get("audit_gallery") or [])
+
+
+def run_ui(model_name: str, config: SparseConfig) -> None:
+    """Run the audit with a progress bar and Stop; the finished (or stopped) run is kept in the session."""
+    try:
+        model = load_model(model_name, device="auto")
+    except (ModelError, ValueError) as error:
+        st.error(one_line(error))
+        return
+    collected = collect()
+    folder = audit_inputs.decode(collected, model)
+    if not folder.images:
+        st.error("No usable images: " + ("; ".join(f"{n}: {r}" for n, r in folder.skipped[:5]) or "none chosen."))
+        return
+    total = len(folder.images)
+    left, right = st.columns([5, 1], vertical_alignment="center")
+    bar = left.progress(0.0, text=f"auditing {total} image(s)...")
+    right.button("Stop", key="stop_audit", width="stretch", help="Stop after the current image; keep what is done.")
+    interrupted: list[BaseException] = []
+    done: list[str] = []
+
+    def on_step(name: str) -> None:
+        done.append(name)
+        if interrupted:
+            return
+        try:
+            bar.progress(len(done) / total, text=f"{len(done)}/{total} done (last: {name})")
+        except _Interrupt as request:
+            interrupted.append(request)
+
+    try:
+        run = audit_session.run_in_memory(model, folder, config=config, on_step=on_step,
+                                          should_stop=lambda: bool(interrupted))
+    except Exception as error:  # noqa: BLE001 - a failed audit is a message; the app keeps serving
+        st.error(f"The audit failed: {one_line(error)}")
+        return
+    originals = {item.name: item.image for item in folder.images}
+    most, least = audit_session.extremes(run.report, SHOWN)
+    st.session_state["audit_run"] = {
+        "run": run, "model": model_name, "config": config,
+        "originals": {r["image"]: originals[r["image"]] for r in most + least},
+        "sources": {r["image"]: collected.files[r["image"]] for r in most + least if r["image"] in collected.files},
+        "gallery": st.session_state.get("audit_source") == GALLERY,
+    }
+    if interrupted:
+        raise interrupted[0]
+    bar.empty()
+
+
+def open_in_single_view(kept: dict, row: dict) -> None:
+    """Button callback: hand one image and its result to the single-image page and go there."""
+    model = load_model(kept["model"], device="auto")
+    result = audit_session.reopen(model, kept["originals"][row["image"]], kept["run"], row)
+    config: SparseConfig = kept["config"]
+    state = {"weight": config.sparsity_weight, "steps": config.steps, "seed": config.seed, "mode": "untargeted",
+             "model": kept["model"], "device": "auto", "handoff": result, "switch_to_single": True}
+    name = row["image"]
+    if kept["gallery"]:
+        state.update({"source": "bundled photo", "bundled": name.rsplit(".", 1)[0]})
+    else:
+        state.update({"source": "from the audit", "opened": (name, kept["sources"][name])})
+    st.session_state.update(state)
+
+
+def thumbnails_ui(kept: dict, rows: list[dict], title: str, key: str) -> None:
+    st.markdown(f"**{title}**")
+    if not rows:
+        st.caption("none")
+        return
+    columns = st.columns(len(rows))
+    run = kept["run"]
+    for number, (column, row) in enumerate(zip(columns, rows)):
+        picture = run.file(audit_session.thumbnail_path(row) or str(row["adversarial_png"]))
+        if picture is not None:
+            column.image(picture, width="stretch")
+        verdict = (f"{row['true_name']} -> {row['adv_name']} with **{row['pixels']} px**" if row["success"] == 1
+                   else f"{row['true_name']}: **not fooled**")
+        column.markdown(f"{row['image']}: {verdict}")
+        column.button("open in the single-image view", key=f"{key}_{number}", on_click=open_in_single_view,
+                      args=(kept, row), width="stretch")
+
+
+def results_ui(kept: dict) -> None:
+    run: audit_session.AuditRun = kept["run"]
+    report = run.report
+    fooled, attacked = audit_session.success_rate(report)
+    pixels = [r["pixels"] for r in report.flipped]
+    big = st.container(key="big_audit").columns(4)
+    big[0].metric("fooled", f"{fooled}/{attacked}")
+    big[1].metric("success rate", demo.percent(fooled / attacked) if attacked else "-")
+    big[2].metric("median pixels", f"{statistics.median(pixels):g}" if pixels else "-")
+    big[3].metric("skipped files", len(report.skipped))
+    if report.meta.get("stopped"):
+        st.warning(f"Stopped: {report.meta['not_run']} image(s) were not attacked; everything below covers the "
+                   f"{len(report.rows)} done.")
+    st.plotly_chart(audit_views.pixels_figure(report), width="stretch", key="audit_pixels")
+    most, least = audit_session.extremes(report, SHOWN)
+    thumbnails_ui(kept, most, "Most fragile (fewest pixels): original | adversarial | changed pixels", "open_most")
+    thumbnails_ui(kept, least, "Least fragile (most pixels, or not fooled)", "open_least")
+    left, right = st.columns(2)
+    left.plotly_chart(audit_views.flow_figure(report), width="stretch", key="audit_flow")
+    if audit_views.kind_shares(report):
+        right.plotly_chart(audit_views.kinds_figure(report), width="stretch", key="audit_kinds")
+    st.dataframe(audit_views.rows_table(report), width="stretch", hide_index=True, key="audit_table")
+    if report.skipped:
+        st.markdown("**Skipped files**")
+        st.dataframe([{"file": name, "reason": reason} for name, reason in report.skipped], width="stretch",
+                     hide_index=True, key="audit_skipped")
+    st.markdown("**Keep it** (the same files `sparseviz audit` writes)")
+    columns = st.columns(3)
+    columns[0].download_button("audit.csv", run.file("audit.csv") or b"", "audit.csv", "text/csv", key="dl_audit_csv",
+                               width="stretch")
+    columns[1].download_button("report.html", run.file("report.html") or b"", "report.html", "text/html",
+                               key="dl_audit_html", width="stretch")
+    columns[2].download_button("everything (.zip, with thumbnails)", run.zip_bytes(), "sparseviz-audit.zip",
+                               "application/zip", key="dl_audit_zip", width="stretch")
+
+
+def page() -> None:
+    st.set_page_config(page_title="sparseviz audit", page_icon=":mag:", layout="wide")
+    st.html(demo.PROJECTOR_CSS)
+    st.title("Audit: how many pixels does each image take?")
+    st.caption("The sparse attack over many images: which are most fragile, where the flips land, and what the "
+               "changed pixels do. Pick the images in the sidebar and press **Run audit**.")
+    chosen = inputs_ui()
+    if chosen is None:
+        return
+    if st.button("Run audit", type="primary", key="run_audit"):
+        run_ui(*chosen)
+    kept = st.session_state.get("audit_run")
+    if kept is None:
+        st.info("No audit yet in this session.")
+        return
+    results_ui(kept)
+
+
+page()

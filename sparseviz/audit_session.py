@@ -1,0 +1,112 @@
+"""What the app's Audit page runs and keeps: one library call per button.
+
+:func:`run_in_memory` runs :func:`~sparseviz.audit.run_audit` and
+:func:`~sparseviz.audit.write_audit` (the same code as ``sparseviz audit``) in a scratch
+folder and keeps the files it wrote as bytes, so the page offers the very CSV and HTML
+report the CLI writes. :func:`extremes` picks the most and least fragile images, and
+:func:`reopen` rebuilds one image's :class:`AttackResult` from its saved 8-bit PNGs so the
+single-image view can show it without attacking again.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from .attacks.base import AttackResult, is_adversarial
+from .audit import AuditReport, run_audit, write_audit
+from .bench import LoadedFolder
+from .images import load_image, to_tensor
+from .models import ImageClassifier
+
+REPORT_FILES = ("audit.csv", "report.html", "report.md")
+
+
+@dataclass(frozen=True)
+class AuditRun:
+    """A finished (or stopped) audit: the report and every file ``sparseviz audit`` would have written."""
+
+    report: AuditReport
+    files: dict[str, bytes]  # path relative to the output folder -> bytes (audit.csv, report.html, adversarials/...)
+
+    def file(self, relative: str) -> bytes | None:
+        return self.files.get(relative)
+
+    def zip_bytes(self) -> bytes:
+        """The whole output folder as one zip (the HTML report's thumbnails included)."""
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for relative, data in sorted(self.files.items()):
+                archive.writestr(f"sparseviz-audit/{relative}", data)
+        return buffer.getvalue()
+
+
+def run_in_memory(model: ImageClassifier, folder: LoadedFolder, *, config: Any = None,
+                  on_step: Callable[[str], None] | None = None,
+                  should_stop: Callable[[], bool] | None = None, easiest: int = 8) -> AuditRun:
+    """``sparseviz audit`` on already loaded images, its output folder returned as bytes."""
+    with tempfile.TemporaryDirectory(prefix="sparseviz-audit-") as scratch:
+        report = run_audit(model, folder, out=scratch, config=config, on_step=on_step, should_stop=should_stop)
+        write_audit(report, scratch, easiest=easiest)
+        root = Path(scratch)
+        files = {str(path.relative_to(root)): path.read_bytes() for path in sorted(root.rglob("*")) if path.is_file()}
+    return AuditRun(report, files)
+
+
+def thumbnail_path(row: dict[str, Any]) -> str | None:
+    """Where the audit saved this row's thumbnail (flips only), as a key of ``AuditRun.files``."""
+    if row.get("success") != 1 or not row.get("adversarial_png"):
+        return None
+    return f"thumbnails/{Path(str(row['adversarial_png'])).name}"
+
+
+def extremes(report: AuditReport, count: int = 4) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(most fragile, least fragile) attacked rows: fewest pixels first; not fooled counts as least fragile."""
+    attacked = [r for r in report.rows if r["status"] == "attacked"]
+    flipped = report.flipped
+    most = flipped[:count]
+    robust = sorted(attacked, key=lambda r: (r["success"] == 1, -(r["pixels"] or 0) if r["pixels"] != "" else 0,
+                                             r["image"]))
+    least = [r for r in robust if r not in most][:count]
+    return most, least
+
+
+def success_rate(report: AuditReport) -> tuple[int, int]:
+    """(images fooled, images attacked)."""
+    attacked = [r for r in report.rows if r["status"] == "attacked"]
+    return len(report.flipped), len(attacked)
+
+
+def reopen(model: ImageClassifier, original: torch.Tensor, run: AuditRun, row: dict[str, Any]) -> AttackResult:
+    """One audited image's result, rebuilt from its original (model input) and its saved adversarial PNG.
+
+    Both images go through one fresh forward pass, so success and confidences are measured
+    again on the 8-bit images, as every attack result is.
+    """
+    data = run.file(str(row["adversarial_png"]))
+    if data is None:
+        raise ValueError(f"{row['image']} has no saved adversarial image (it was not attacked).")
+    adversarial = to_tensor(load_image(data).image)
+    if adversarial.shape != original.shape:
+        raise ValueError(f"{row['image']}: the saved adversarial does not match the model input's size.")
+    images = torch.stack([original, adversarial]).to(model.device)
+    labels = torch.tensor([int(row["true_label"])])
+    with torch.no_grad():
+        logits = model(images).cpu()
+    probs = logits.softmax(dim=1)
+    return AttackResult(
+        attack=str(run.report.meta.get("attack", "sparse")), model_name=model.name,
+        originals=original[None].cpu(), adversarials=adversarial[None], labels=labels, targets=None,
+        success=is_adversarial(logits[1:], labels, None), clean_probs=probs[:1], adv_probs=probs[1:],
+        model_calls=torch.tensor([int(row["model_calls"] or 0)]), seconds=float(row["seconds"] or 0.0),
+        params=dict(run.report.meta.get("config", {})),
+    )
+
+
+__all__ = ["AuditRun", "REPORT_FILES", "extremes", "reopen", "run_in_memory", "success_rate", "thumbnail_path"]
