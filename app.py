@@ -39,6 +39,7 @@ from sparseviz.models import (
     DEFAULT_MODEL, MODELS, ImageClassifier, ModelError, load_model, load_user_model, resolve_device, user_model_info,
 )
 from sparseviz.report import attack_report, top_k
+from sparseviz.widgets import option_widget
 
 DEFAULTS = SparseConfig()
 DEFAULT_IMAGE = demo.DEFAULT_PHOTO  # a photo the model is sure about (espresso 95%)
@@ -262,12 +263,10 @@ def settings_ui(class_names: list[str], true_label: int) -> tuple[Settings, bool
     """The attack form; returns (settings, submitted). Nothing runs until the button is pressed."""
     with st.sidebar.form("attack_form"):
         st.header("3. Attack")
-        weight = st.slider("sparsity weight (higher = fewer pixels, more risk of failing)", 0.1, 4.0,
-                           float(query_default("weight", float, DEFAULTS.sparsity_weight)), 0.05, key="weight")
-        steps = st.number_input("steps (at most; most photos stop earlier)", 1, 2000,
-                                int(query_default("steps", int, DEFAULTS.steps)), 10, key="steps")
-        seed = st.number_input("seed (same seed, same result)", 0, 2**31 - 1, int(query_default("seed", int, DEFAULTS.seed)),
-                               key="seed")
+        weight = option_widget(st, SparseConfig, "sparsity_weight", key="weight",
+                               value=query_default("weight", float, DEFAULTS.sparsity_weight))
+        steps = option_widget(st, SparseConfig, "steps", key="steps", value=query_default("steps", int, DEFAULTS.steps))
+        seed = option_widget(st, SparseConfig, "seed", key="seed", value=query_default("seed", int, DEFAULTS.seed))
         wanted_target = query_default("target", str, None)
         mode = st.radio("goal", ["untargeted", "targeted"], index=1 if wanted_target else 0, horizontal=True, key="mode")
         choices = [name for i, name in enumerate(class_names) if i != true_label]

@@ -15,13 +15,13 @@ import streamlit as st
 from sparseviz import audit_inputs, audit_session, audit_views, demo
 from sparseviz.attacks import SparseConfig
 from sparseviz.models import DEFAULT_MODEL, MODELS, ModelError, load_model
+from sparseviz.widgets import option_widget
 
 try:  # Streamlit interrupts a running script with these when a widget changes (e.g. Stop is clicked)
     from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException as _Interrupt
 except ImportError:  # pragma: no cover - another Streamlit layout: stopping discards the run instead
     _Interrupt = ()  # type: ignore[assignment,misc]
 
-DEFAULTS = SparseConfig()
 GALLERY = "bundled gallery"
 UPLOAD = "upload files or a zip"
 SHOWN = 4  # most / least fragile thumbnails
@@ -53,9 +53,9 @@ def inputs_ui() -> tuple[str, SparseConfig] | None:
             help=f"Up to {limits.max_files} images and {limits.max_total_bytes / 2**20:.0f} MiB in all; each file "
                  f"under the single-upload limit ({limits.image.max_bytes / 2**20:.0f} MiB). Archives inside a zip "
                  "are not opened; unreadable files are listed as skipped.")
-    weight = st.sidebar.slider("sparsity weight", 0.1, 4.0, float(DEFAULTS.sparsity_weight), 0.05, key="audit_weight")
-    steps = st.sidebar.number_input("steps (at most)", 1, 2000, int(DEFAULTS.steps), 10, key="audit_steps")
-    seed = st.sidebar.number_input("seed", 0, 2**31 - 1, int(DEFAULTS.seed), key="audit_seed")
+    weight = option_widget(st.sidebar, SparseConfig, "sparsity_weight", key="audit_weight")
+    steps = option_widget(st.sidebar, SparseConfig, "steps", key="audit_steps")
+    seed = option_widget(st.sidebar, SparseConfig, "seed", key="audit_seed")
     st.sidebar.caption("Untargeted, one image at a time, as `sparseviz audit`; labels are the model's own clean "
                        "predictions.")
     return model_name, SparseConfig(sparsity_weight=float(weight), steps=int(steps), seed=int(seed))

@@ -84,7 +84,8 @@ class SparseConfig(AttackConfig):
     swap_proposals: int = option(8, low=1, high=10_000, help="candidate swaps checked per round (one forward pass each)")
     swap_calls: int | None = option(None, low=0, high=10_000_000, help="model calls per image the swap search may "
                                     "spend; none = 120 untargeted, 0 targeted")
-    seed: int = option(0, low=0, high=2**63 - 1, help="seeds the (tiny) tie-breaking noise; same seed = same result")
+    seed: int = option(0, low=0, high=2**63 - 1, ui=(0, 2**31 - 1, 1),
+                       help="seeds the (tiny) tie-breaking noise; same seed = same result")
 
     def __post_init__(self) -> None:
         super().__post_init__()
