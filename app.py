@@ -51,7 +51,8 @@ QUICK = os.environ.get("SPARSEVIZ_QUICK") == "1"  # load tests / slow machines: 
 POLL_SECONDS = 0.25  # how often a waiting page refreshes its queue position / progress bar
 CACHE_LIMIT = 24  # results kept per session (each ~1 MB); older ones are recomputed on demand
 METHOD_NAMES = {"gradcam": "Grad-CAM", "guided_gradcam": "Guided Grad-CAM",
-                "integrated_gradients": "Integrated Gradients", "saliency": "Saliency (gradient)"}
+                "integrated_gradients": "Integrated Gradients", "saliency": "Saliency (gradient)",
+                "smoothgrad": "SmoothGrad"}
 
 
 @dataclass(frozen=True)
@@ -487,6 +488,17 @@ def results_ui(result: AttackResult, model: ImageClassifier, image_name: str, de
         st.caption("The address bar now holds a link that restores this photo, model and settings.")
 
 
+def explain_work(model: ImageClassifier, result: AttackResult, method: str) -> jobs.Work:
+    """The explanation as a pool job: it reports the split's progress."""
+    from sparseviz import interpret
+
+    def work(ctx: jobs.JobContext) -> Any:
+        return interpret.explain(model, result, 0, method=method,
+                                 progress=lambda fraction, stage: ctx.report(fraction, f"{stage}: {fraction:.0%}"))
+
+    return work
+
+
 def explanation_ui(model: ImageClassifier, result: AttackResult, key: tuple) -> None:
     if not bool(result.success[0]):
         st.info("Nothing to explain: the attack did not fool the model.")
@@ -494,14 +506,14 @@ def explanation_ui(model: ImageClassifier, result: AttackResult, key: tuple) -> 
     from sparseviz import interpret
 
     methods = [m for m in interpret.METHODS if model.cam_layer is not None or "gradcam" not in m]
-    method = st.selectbox("attribution method (Captum)", methods, format_func=lambda m: METHOD_NAMES.get(m, m),
+    method = st.selectbox("attribution maps (Captum)", methods, format_func=lambda m: METHOD_NAMES.get(m, m),
                           key="method")
     explain_key = (*key, method)
     explanation = recall("explanations", explain_key)
     if explanation is None:
         stopped = st.session_state.setdefault("stopped_explanations", set())
         start = explain_key not in stopped or st.button("Compute the explanation", key="run_explain")
-        job = pooled("explain", explain_key, lambda ctx: interpret.explain(model, result, 0, method=method),
+        job = pooled("explain", explain_key, explain_work(model, result, method),
                      st.empty(), f"The {METHOD_NAMES.get(method, method)} explanation", start=bool(start))
         if job is None or job.state != jobs.DONE:
             if job is not None and job.state in (jobs.STOPPED, jobs.CANCELLED):
@@ -510,25 +522,45 @@ def explanation_ui(model: ImageClassifier, result: AttackResult, key: tuple) -> 
             return
         stopped.discard(explain_key)
         explanation = remember("explanations", explain_key, job.result)
+    st.markdown(f"**{explanation.sentence}**")
+    st.markdown(
+        "Each changed pixel gets two numbers that **add up** over the pixels: its part of the drop of the "
+        f"true class's evidence (**obscuring**, '{explanation.true_name}') and its part of the rise of the "
+        f"adversarial class's evidence (**leading**, '{explanation.adv_name}'). Evidence is the centred logit "
+        "z - mean(z), which the softmax does not couple."
+    )
+    joint = explanation.joint
+    columns = st.columns(4)
+    columns[0].metric("best single pixel alone", f"{joint.best_single_share:.0%} of the flip",
+                      help="the pixel pasted alone onto the clean photo, as a share of the whole attack's change of "
+                           "the margin between the two classes")
+    columns[1].metric("smallest set that flips", f"{joint.smallest_flipping_set} of {joint.pixels} px",
+                      help="the top pixels by contribution, pasted together onto the clean photo")
+    columns[2].metric("split holds on this image", "yes" if explanation.holds else "no", help=explanation.holds_why)
+    columns[3].metric("maps agree with the causes", "n/a" if explanation.agreement is None
+                      else f"{explanation.agreement:+.2f}",
+                      help="Spearman rank correlation over the changed pixels between the maps and the measured "
+                           "contributions (1 = same order, 0 = unrelated)")
     for warning in explanation.warnings:
         st.warning(warning)
-    st.markdown(
-        "The four maps share **one colour scale**, so brighter means more evidence in every panel. "
-        "**Obscuring** pixels hide evidence for the true class (reverting one brings the true class back); "
-        "**leading** pixels add evidence for the adversarial class (reverting one lowers it)."
-    )
+    st.plotly_chart(views.contribution_chart(explanation.pixels), width="stretch", key="contributions")
+    left, right = st.columns([3, 2])
+    with left:
+        st.plotly_chart(views.ablation_bars(explanation.ablation), width="stretch", key="ablation")
+    with right:
+        st.plotly_chart(views.joint_action_bars(explanation.pixels), width="stretch", key="joint")
+    st.caption(f"Group ablation: obscuring group = obscuring + both pixels, leading group = leading + both. "
+               f"{explanation.holds_why}.")
     if explanation.maps:
+        st.markdown("The four maps share **one colour scale**; changed pixels are ringed in their label's colour.")
         st.plotly_chart(views.maps_grid(explanation.maps, explanation.vmin, explanation.vmax, explanation.pixels),
                         width="stretch", key="maps")
-    left, right = st.columns([2, 3])
-    with left:
-        st.plotly_chart(views.pixels_by_kind(result.adversarials[0], explanation.pixels), width="stretch",
-                        key="kinds")
-    with right:
-        st.plotly_chart(views.ablation_bars(explanation.ablation), width="stretch", key="ablation")
+    st.plotly_chart(views.pixels_by_kind(result.adversarials[0], explanation.pixels), width="stretch", key="kinds")
     st.dataframe(views.pixel_table(explanation.pixels), width="stretch", hide_index=True, key="pixel_table")
-    st.caption(f"explained in {explanation.seconds:.1f} s; kinds from the causal view (revert one pixel, "
-               f"re-classify); 'views agree' compares it with the attribution maps.")
+    st.caption(f"Split by {explanation.split_method} ({explanation.split_note}); completeness error "
+               f"{explanation.completeness_error:.3f} of a {explanation.total_drop + explanation.total_rise:.2f} "
+               f"margin change; explained in {explanation.seconds:.1f} s "
+               f"({explanation.split_seconds:.1f} s for the split and its proof).")
 
 
 def compare_ui(model: ImageClassifier, result: AttackResult, image: torch.Tensor, label: int, key: tuple,

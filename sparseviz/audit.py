@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import html
-import io
 import statistics
 import time
 from collections import Counter
@@ -88,12 +87,6 @@ def image_stem(name: str) -> str:
     return name.rsplit(".", 1)[0].replace("/", "__")
 
 
-def listing_key(name: str) -> tuple[bool, tuple[str, ...]]:
-    """Sort key that puts rows in the order ``image_files`` lists a folder (top level, then class folders)."""
-    parts = tuple(name.split("/"))
-    return len(parts) > 1, parts
-
-
 def write_files(out: str | Path, files: dict[str, bytes]) -> None:
     for relative, data in files.items():
         path = Path(out) / relative
@@ -103,7 +96,7 @@ def write_files(out: str | Path, files: dict[str, bytes]) -> None:
 
 def pixel_kind_counts(model: ImageClassifier, result: AttackResult, index: int) -> dict[str, int]:
     """The obscuring/leading labels the audit counts for one flip: the only place the audit picks them."""
-    # The causal split (no maps: cheap enough for a whole folder).
+    # Obscuring/leading labels from contributions that add up (no maps: cheap enough for a folder).
     return dict(explain_pixels(model, result, index).counts)
 
 
@@ -180,10 +173,15 @@ def _attacked_row(model: ImageClassifier, result: AttackResult, index: int, row:
     return row, files
 
 
-def build_report(rows: Sequence[dict[str, Any]], skipped: Sequence[tuple[str, str]], meta: dict[str, Any]) -> AuditReport:
-    """The report from all rows, however and in whatever order they were produced."""
-    return AuditReport(sorted(rows, key=lambda r: listing_key(r["image"])),
-                       sorted(skipped, key=lambda s: listing_key(s[0])), dict(meta))
+def build_report(rows: Sequence[dict[str, Any]], skipped: Sequence[tuple[str, str]], meta: dict[str, Any], *,
+                 order: Sequence[str] | None = None) -> AuditReport:
+    """The report from all rows; ``order`` (image names as listed) puts rows that arrived in any order back in line."""
+    rows, skipped = list(rows), list(skipped)
+    if order is not None:
+        position = {name: index for index, name in enumerate(order)}
+        rows.sort(key=lambda r: position.get(r["image"], len(position)))
+        skipped.sort(key=lambda s: position.get(s[0], len(position)))
+    return AuditReport(rows, skipped, dict(meta))
 
 
 def run_audit(

@@ -56,6 +56,10 @@ def maps_figure(explanation: Explanation, result: AttackResult) -> Image.Image:
         x0, y0 = pad + col * (_PANEL + pad), pad + row * (_PANEL + title_h + pad)
         draw.text((x0, y0), f"{image_key} image / {class_key}: {names[class_key]}"[:38], fill="black", font=_FONT)
         canvas.paste(blend, (x0, y0 + title_h))
+        f = _PANEL / explanation.maps[key].shape[1]
+        for p in explanation.pixels:  # changed pixels ringed in their label's colour
+            cx, cy = x0 + (p.x + 0.5) * f, y0 + title_h + (p.y + 0.5) * f
+            draw.ellipse((cx - 4, cy - 4, cx + 4, cy + 4), outline=KIND_COLOURS[p.label], width=1)
     # the one colour bar for all four panels
     bar_x, bar_y, bar_h = 2 * _PANEL + 3 * pad, pad + title_h, 2 * _PANEL + title_h + pad
     ramp = _colormap(np.linspace(1, 0, bar_h)[:, None].repeat(14, axis=1))
@@ -84,32 +88,73 @@ def pixels_figure(explanation: Explanation, result: AttackResult, scale: int | N
     for k, (kind, colour) in enumerate(KIND_COLOURS.items()):
         y = big.height + 4 + 16 * k
         draw.rectangle((4, y, 16, y + 12), fill=colour)
-        draw.text((22, y), f"{kind} (causal view): {explanation.counts.get(kind, 0)} px", fill="black", font=_FONT)
+        draw.text((22, y), f"{kind}: {explanation.counts.get(kind, 0)} px", fill="black", font=_FONT)
     return canvas
+
+
+def _signed_bars(draw: ImageDraw.ImageDraw, rows: list[tuple[str, list[tuple[float, tuple[int, int, int], str]]]],
+                 top: int, width: int, label_w: int = 170, row_h: int = 30) -> None:
+    """Horizontal bars around a zero line; each row holds (value, colour, text) bars."""
+    peak = max([abs(v) for _, bars in rows for v, _, _ in bars] + [1e-9])
+    zero = label_w + (width - label_w - 60) // 3
+    scale = (width - zero - 60) / peak
+    for k, (name, bars) in enumerate(rows):
+        y = top + k * row_h
+        draw.text((8, y + 6), name[:28], fill="black", font=_FONT)
+        for j, (value, colour, text) in enumerate(bars):
+            yy = y + j * (row_h // max(len(bars), 1))
+            end = zero + int(value * scale)
+            draw.rectangle((min(zero, end), yy, max(zero, end), yy + 10), fill=colour)
+            draw.text((max(zero, end) + 4, yy), text, fill="black", font=_FONT)
+    draw.line((zero, top, zero, top + row_h * len(rows)), fill="black")
 
 
 def ablation_figure(explanation: Explanation, width: int = 560) -> Image.Image:
-    """Horizontal bars: p(true) and p(adversarial) for each ablation group."""
-    rows = explanation.ablation
-    row_h, label_w, pad = 30, 170, 8
-    height = pad * 2 + 20 + row_h * len(rows) + 20
+    """Bars per group (clean + only these pixels): true-class evidence drop and adversarial rise."""
+    rows = [r for r in explanation.ablation if r.group != "clean"]
+    height = 16 + 20 + 30 * len(rows) + 40
     canvas = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(canvas)
-    bar_w = width - label_w - 2 * pad - 40
-    draw.text((pad, pad), f"clean image + only these pixels: p(true={explanation.true_name}) blue, "
-              f"p(adv={explanation.adv_name}) red"[:90], fill="black", font=_FONT)
-    for k, row in enumerate(rows):
-        y = pad + 20 + k * row_h
-        draw.text((pad, y + 6), f"{row.group} [{row.pixels} px]", fill="black", font=_FONT)
-        for j, (value, colour) in enumerate(((row.true_prob, (40, 110, 230)), (row.adv_prob, (230, 50, 50)))):
-            yy = y + j * 12
-            draw.rectangle((label_w, yy, label_w + int(bar_w * value), yy + 10), fill=colour)
-            draw.text((label_w + int(bar_w * value) + 4, yy), f"{value:.2f}", fill="black", font=_FONT)
+    draw.text((8, 8), f"clean + only these pixels: drop of '{explanation.true_name}' evidence (blue), rise of "
+              f"'{explanation.adv_name}' (red)"[:92], fill="black", font=_FONT)
+    _signed_bars(draw, [(f"{r.group} [{r.pixels} px]", [
+        (r.true_drop, (40, 110, 230), f"{r.true_drop:.2f} (p={r.true_prob:.2f})"),
+        (r.adv_rise, (230, 50, 50), f"{r.adv_rise:.2f} (p={r.adv_prob:.2f})")]) for r in rows], 30, width)
+    verdict = "holds" if explanation.holds else "does NOT hold"
+    draw.text((8, height - 22), f"the obscuring/leading split {verdict} on this image"[:92], fill="black", font=_FONT)
     return canvas
 
 
+def contributions_figure(explanation: Explanation, width: int = 640, max_pixels: int = 40) -> Image.Image:
+    """One row per changed pixel (largest first): obscuring (blue) and leading (red) contribution."""
+    ranked = sorted(explanation.pixels, key=lambda p: -(p.obscuring + p.leading))[:max_pixels]
+    height = 30 + 24 * len(ranked) + 50
+    canvas = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(canvas)
+    draw.text((8, 8), f"per-pixel contributions ({explanation.split_method}, {explanation.split_note}); "
+              f"completeness error {explanation.completeness_error:.3f}"[:100], fill="black", font=_FONT)
+    blue, red = KIND_COLOURS["obscuring"], KIND_COLOURS["leading"]
+    _signed_bars(draw, [(f"({p.y},{p.x}) {p.label}", [(p.obscuring, blue, f"{p.obscuring:.3f}"),
+                                                      (p.leading, red, f"{p.leading:.3f}")]) for p in ranked],
+                 30, width, row_h=24)
+    for k, line in enumerate(_wrap(explanation.sentence, 100)[:2]):
+        draw.text((8, height - 40 + 14 * k), line, fill="black", font=_FONT)
+    return canvas
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    lines, line = [], ""
+    for word in text.split():
+        if len(line) + len(word) + 1 > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    return lines + [line]
+
+
 def save_figures(explanation: Explanation, result: AttackResult, folder: str | Path) -> list[Path]:
-    """Write maps.png (when there are maps), pixels.png and ablation.png; return their paths."""
+    """Write maps.png (when there are maps), pixels.png, ablation.png and contributions.png; return their paths."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
@@ -120,4 +165,6 @@ def save_figures(explanation: Explanation, result: AttackResult, folder: str | P
     pixels_figure(explanation, result).save(written[-1])
     written.append(folder / "ablation.png")
     ablation_figure(explanation).save(written[-1])
+    written.append(folder / "contributions.png")
+    contributions_figure(explanation).save(written[-1])
     return written

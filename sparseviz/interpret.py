@@ -1,106 +1,75 @@
-"""Why did a few pixels flip the model? Attribution maps + obscuring/leading pixels.
+"""Why did a few pixels flip the model? Contributions that add up, a per-image proof, maps.
 
 ``explain(model, result, index)`` takes one successful :class:`AttackResult` image and
-returns an :class:`Explanation`: four attribution maps (clean/adversarial image x
-true/adversarial class) on one shared colour scale, one record per perturbed pixel
-labelled from two independent views, and a group-ablation table. ``explain_pixels``
-is the cheap path (causal view + ablation, no maps). Plotting lives in ``figures``.
+returns an :class:`Explanation`:
 
-Definitions (``y`` = true class, ``a`` = adversarial class = argmax on the adversarial
-image, ``z`` = logits, ``x`` = clean image, ``x'`` = adversarial image, ``x'_{-i}`` =
-adversarial image with pixel ``i`` reverted to its clean colour):
+* per changed pixel, its **obscuring** contribution (part of the true class's evidence
+  drop) and **leading** contribution (part of the adversarial class's evidence rise),
+  which sum to the totals (see :mod:`sparseviz.contributions` for the two splitters and
+  the labelling rule);
+* the group ablation that checks the labels on this image and the joint-action numbers
+  (see :mod:`sparseviz.proof`), plus one sentence generated from them;
+* four pixel-resolution attribution maps (clean/adversarial image x true/adversarial
+  class) on one shared colour scale, and an **agreement score** between the maps and the
+  measured contributions.
 
-* **Obscuring noise** hides evidence for the true class; **leading noise** plants
-  evidence for the adversarial class. A pixel can be both or neither.
+Agreement score (documented rule): Spearman rank correlation, over the changed pixels,
+between map(clean image, true class) and the obscuring contributions, and between
+map(adversarial image, adversarial class) and the leading contributions; the score is
+their mean, in [-1, 1] (1 = the map ranks the pixels exactly as their measured effects,
+0 = no relation). Needs at least 3 changed pixels (else ``None``).
 
-* Attribution view. Each map is reduced to one non-negative value per pixel ("evidence
-  for the class", see :func:`_to_plane`). A pixel's score on a map is its *percentile
-  rank* there: the fraction of the image's pixels with a strictly smaller value (0..1,
-  scale-free, so maps of different methods and images are comparable)::
+``explain_pixels`` is the cheap path (contributions, labels, proof; no maps).
 
-      obscuring_score = rank of i on map(x, y)    # it sat on true-class evidence
-      leading_score   = rank of i on map(x', a)   # it is now adversarial evidence
-      obscuring  iff  obscuring_score >= attribution_threshold   (default 0.9)
-      leading    iff  leading_score   >= attribution_threshold
-
-* Causal view. One batched forward pass over all ``x'_{-i}``::
-
-      true_recovery = z_y(x'_{-i}) - z_y(x')      # logits, not probabilities
-      adv_drop      = z_a(x')      - z_a(x'_{-i})
-      scale         = max(|z_y(x) - z_y(x')|, |z_a(x') - z_a(x)|, 1e-6)
-      obscuring  iff  true_recovery / scale >= causal_threshold   (default 0.05)
-      leading    iff  adv_drop      / scale >= causal_threshold
-      when both hold, the larger effect alone decides if it is >= causal_dominance (2) x the other
-
-  The rule uses logits because probabilities are coupled through the softmax: a
-  pixel that only raises ``z_a`` also lowers ``p_y``, so on probabilities every
-  leading pixel would look obscuring too. The probability changes (``p_y`` recovery,
-  ``p_a`` fall) are reported next to the logits.
-
-* ``label`` (final) is the causal label (it is measured, not inferred); ``agree`` says
-  whether the attribution label is the same. Both labels are always kept.
-
-* Group ablation: starting from the clean image, apply only the pixels a view labels
-  obscuring (``both`` counts in each group), only its leading pixels, or all perturbed
-  pixels, and report ``p_y``, ``p_a``, ``z_y``, ``z_a``. Rows exist for both views, so
-  the attribution labels are checked by an experiment they did not see.
-
-Traps handled: the model is forced to eval mode (and restored); Captum's guided
-backprop only overrides ``nn.ReLU`` modules, so on models with other activations
-(ReLU6, SiLU, GELU, ...) Guided Grad-CAM is partly Grad-CAM x plain gradient: this is
-detected and reported in ``warnings`` (``ExplainConfig.strict_guided`` refuses instead);
-Captum registers hooks on the layer it explains, so attributions run on a private deep copy
-of the model (attacks in other sessions keep running on the shared one, unhooked); calls
-are also serialised per model, and tests check no hook is ever left on the shared model.
+Traps handled: the model is forced to eval mode and restored; Captum's layer methods
+hook the layer they explain, so maps run on a private deep copy of the model (other
+sessions keep running on the shared one, unhooked); calls are serialised per model;
+random noise (SmoothGrad) comes from a local seeded generator, never the global RNG;
+Captum's guided backprop only overrides ``nn.ReLU`` modules, which is reported.
 """
 
 from __future__ import annotations
 
 import copy
-import threading
 import time
-import weakref
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from .attacks.base import AttackResult, to_uint8
+from .contributions import KINDS, Contributions, PixelGame, Progress, SplitConfig, split
+from .hygiene import EvalMode, hooks_on, model_lock
 from .models import ImageClassifier
+from .proof import Ablation, GroupRow, JointAction, prove, sentence
 
-METHODS = ("gradcam", "guided_gradcam", "integrated_gradients", "saliency")
-KINDS = ("obscuring", "leading", "both", "neither")
+__all__ = ["METHODS", "KINDS", "MAP_KEYS", "ExplainConfig", "Explanation", "PixelRecord", "explain",
+           "explain_pixels", "hooks_on", "model_lock", "agreement_score", "find_cam_layer", "guided_backprop_coverage"]
+
+METHODS = ("gradcam", "integrated_gradients", "saliency", "smoothgrad", "guided_gradcam")
 MAP_KEYS = (("clean", "true"), ("clean", "adv"), ("adv", "true"), ("adv", "adv"))
 
 
 @dataclass(frozen=True)
 class ExplainConfig:
-    attribution_threshold: float = 0.9  # percentile rank on a map: top 10% of the image counts as evidence
-    causal_threshold: float = 0.05  # a pixel must move a logit by 5% of the attack's total logit shift
-    causal_dominance: float = 2.0  # past the threshold on both, an effect 2x the other decides alone
-    ig_steps: int = 32  # Integrated Gradients path points (black baseline); error ~1/steps, cost linear
-    ig_batch_size: int = 8  # images per IG forward/backward: bounds memory whatever ig_steps is
-    smoothgrad_samples: int = 0  # >0 wraps saliency/IG/guided in SmoothGrad (NoiseTunnel) with this many samples
+    split: SplitConfig = field(default_factory=SplitConfig)  # how the flip is shared among the pixels
+    ig_steps: int = 16  # Integrated Gradients map (black baseline) path points; cost linear
+    ig_batch_size: int = 16  # images per IG forward/backward: bounds memory whatever ig_steps is
+    smoothgrad_samples: int = 8  # noisy copies averaged by the SmoothGrad map
     smoothgrad_stdev: float = 0.1  # SmoothGrad noise std in [0, 1] image units
-    revert_batch_size: int = 32  # single-pixel reverts per forward pass in the causal view
+    gradcam_min_size: int = 14  # Grad-CAM on the last layer whose maps are at least this wide (7x7 cannot rank pixels)
     top_k: int = 5  # classes listed before/after
     strict_guided: bool = False  # True: refuse Guided Grad-CAM when guided backprop would be incomplete
-    seed: int = 0  # seeds SmoothGrad noise
+    seed: int = 0  # seeds SmoothGrad noise (local generator)
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.attribution_threshold <= 1.0:
-            raise ValueError("attribution_threshold must be in (0, 1].")
-        if not 0.0 < self.causal_threshold <= 10.0:
-            raise ValueError("causal_threshold must be in (0, 10].")
-        if not 1.0 <= self.causal_dominance <= 100.0:
-            raise ValueError("causal_dominance must be in [1, 100].")
-        for name in ("ig_steps", "ig_batch_size", "revert_batch_size", "top_k"):
+        for name in ("ig_steps", "ig_batch_size", "smoothgrad_samples", "gradcam_min_size", "top_k"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1.")
-        if self.smoothgrad_samples < 0 or self.smoothgrad_stdev < 0:
-            raise ValueError("smoothgrad_samples and smoothgrad_stdev must be >= 0.")
+        if self.smoothgrad_stdev < 0:
+            raise ValueError("smoothgrad_stdev must be >= 0.")
 
 
 @dataclass(frozen=True)
@@ -109,41 +78,29 @@ class PixelRecord:
     x: int
     before: tuple[int, int, int]  # 8-bit RGB on the clean image
     after: tuple[int, int, int]  # 8-bit RGB on the adversarial image
-    obscuring_score: float  # percentile rank on map(clean, true); NaN without maps
-    leading_score: float  # percentile rank on map(adv, adv); NaN without maps
-    attribution_label: str | None  # None on the explain_pixels path (no maps)
-    true_logit_recovery: float  # z_y(revert i) - z_y(adv)
-    adv_logit_drop: float  # z_a(adv) - z_a(revert i)
-    true_prob_recovery: float  # p_y(revert i) - p_y(adv)
-    adv_prob_drop: float  # p_a(adv) - p_a(revert i)
-    causal_label: str
-    label: str  # final label = the causal label
-    agree: bool | None  # attribution label == causal label (None without maps)
+    obscuring: float  # part of the true class's evidence drop (centred logits)
+    leading: float  # part of the adversarial class's evidence rise
+    obscuring_se: float  # standard error (0 for exact/deterministic splits)
+    leading_se: float
+    obscuring_share: float  # obscuring / total drop
+    leading_share: float  # leading / total rise
+    alone_share: float  # this pixel pasted alone: share of the whole attack's margin change
+    label: str  # obscuring / leading / both / neither
+    map_true: float  # map(clean image, true class) here; NaN without maps
+    map_adv: float  # map(adversarial image, adversarial class) here; NaN without maps
 
     def as_dict(self) -> dict[str, Any]:
         out = {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
-        for key in ("obscuring_score", "leading_score"):
-            if out[key] != out[key]:  # NaN is not JSON
-                out[key] = None
-        return out
-
-
-@dataclass(frozen=True)
-class AblationRow:
-    group: str  # "clean", "all", "obscuring (causal)", "leading (attribution)", ...
-    pixels: int
-    true_prob: float
-    adv_prob: float
-    true_logit: float
-    adv_logit: float
-    predicted: int
+        return {k: (None if isinstance(v, float) and v != v else v) for k, v in out.items()}  # NaN is not JSON
 
 
 @dataclass(frozen=True)
 class Explanation:
     index: int
     model_name: str
-    method: str
+    method: str  # attribution-map method, "none" on explain_pixels
+    split_method: str  # integrated_gradients / shapley_exact / shapley_sampled
+    split_note: str
     true_label: int
     adv_label: int
     true_name: str | None
@@ -152,18 +109,27 @@ class Explanation:
     vmin: float  # the one colour range every map is drawn with
     vmax: float
     pixels: tuple[PixelRecord, ...]
-    ablation: tuple[AblationRow, ...]
+    ablation: tuple[GroupRow, ...]
+    holds: bool  # the per-image ablation test (see sparseviz.proof)
+    holds_why: str
+    joint: JointAction
+    sentence: str
+    total_drop: float  # true-class evidence drop of the whole attack (centred logits)
+    total_rise: float  # adversarial-class evidence rise
+    completeness_error: float  # |sum of contributions - total|, worst of the two effects
     top_k_before: tuple[tuple[int, str | None, float], ...]
     top_k_after: tuple[tuple[int, str | None, float], ...]
     true_drop: float  # p_y(clean) - p_y(adv)
     adv_rise: float  # p_a(adv) - p_a(clean)
-    counts: dict[str, int]  # final label -> number of pixels
-    agreement: float | None  # share of pixels whose two views agree (None without maps)
-    seconds: float
+    counts: dict[str, int]  # label -> number of pixels
+    agreement: float | None  # Spearman agreement of maps and contributions (None without maps or < 3 px)
+    agreement_parts: dict[str, float | None]  # {"obscuring": rho, "leading": rho}
+    seconds: float  # whole call
+    split_seconds: float  # contributions + proof only
     warnings: tuple[str, ...]
     config: ExplainConfig = field(default_factory=ExplainConfig)
 
-    def ablation_row(self, group: str) -> AblationRow:
+    def ablation_row(self, group: str) -> GroupRow:
         for row in self.ablation:
             if row.group == group:
                 return row
@@ -171,67 +137,39 @@ class Explanation:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (maps left out; they go to figures)."""
+        s = self.config.split
         return {
-            "index": self.index,
-            "model": self.model_name,
-            "method": self.method,
-            "true_label": self.true_label,
-            "true_name": self.true_name,
-            "adv_label": self.adv_label,
-            "adv_name": self.adv_name,
-            "colour_range": [self.vmin, self.vmax],
+            "index": self.index, "model": self.model_name, "method": self.method, "split_method": self.split_method,
+            "split_note": self.split_note, "true_label": self.true_label, "true_name": self.true_name,
+            "adv_label": self.adv_label, "adv_name": self.adv_name, "colour_range": [self.vmin, self.vmax],
             "rules": {
-                "attribution": f"obscuring iff percentile rank on map(clean, true) >= {self.config.attribution_threshold}; "
-                f"leading iff percentile rank on map(adv, adv) >= {self.config.attribution_threshold}",
-                "causal": f"obscuring iff reverting the pixel alone raises the true logit by >= "
-                f"{self.config.causal_threshold} x the attack's logit shift; leading iff it lowers the "
-                f"adversarial logit by as much",
-                "final": "the causal label; 'agree' compares it with the attribution label",
+                "evidence": "centred logit z_c - mean(z)",
+                "contributions": "obscuring = part of the true class's evidence drop, leading = part of the "
+                                 "adversarial class's evidence rise; each sums to its total (completeness)",
+                "label": f"shares = contribution / its total; neither iff both shares <= 0; obscuring iff leading "
+                         f"share <= 0 or obscuring share >= {s.share_ratio} x leading share; leading likewise; "
+                         f"else both",
+                "holds": "obscuring(+both) group lowers true-class evidence more than the leading(+both) group, "
+                         "and the leading group raises adversarial evidence more than the obscuring group",
+                "agreement": "mean Spearman correlation over changed pixels: map(clean, true) vs obscuring, "
+                             "map(adv, adv) vs leading",
             },
+            "sentence": self.sentence,
             "pixels": [p.as_dict() for p in self.pixels],
             "ablation": [dict(row.__dict__) for row in self.ablation],
-            "top_k_before": [list(t) for t in self.top_k_before],
-            "top_k_after": [list(t) for t in self.top_k_after],
-            "true_drop": self.true_drop,
-            "adv_rise": self.adv_rise,
-            "counts": self.counts,
-            "agreement": self.agreement,
-            "seconds": self.seconds,
-            "warnings": list(self.warnings),
+            "holds": self.holds, "holds_why": self.holds_why,
+            "joint": {k: (v.tolist() if isinstance(v, np.ndarray) else list(v) if isinstance(v, tuple) else v)
+                      for k, v in self.joint.__dict__.items()},
+            "total_drop": self.total_drop, "total_rise": self.total_rise,
+            "completeness_error": self.completeness_error,
+            "top_k_before": [list(t) for t in self.top_k_before], "top_k_after": [list(t) for t in self.top_k_after],
+            "true_prob_drop": self.true_drop, "adv_prob_rise": self.adv_rise,
+            "counts": self.counts, "agreement": self.agreement, "agreement_parts": self.agreement_parts,
+            "seconds": self.seconds, "split_seconds": self.split_seconds, "warnings": list(self.warnings),
         }
 
 
-# ---------------------------------------------------------------- locking / hygiene
-
-_LOCKS: "weakref.WeakKeyDictionary[nn.Module, threading.RLock]" = weakref.WeakKeyDictionary()
-_LOCKS_GUARD = threading.Lock()
-
-
-def model_lock(model: nn.Module) -> threading.RLock:
-    """One re-entrant lock per model object: Captum hooks live on shared modules."""
-    with _LOCKS_GUARD:
-        lock = _LOCKS.get(model)
-        if lock is None:
-            lock = _LOCKS[model] = threading.RLock()
-        return lock
-
-
-class _EvalMode:
-    """Force eval mode on every submodule for the call, restore the flags after."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model
-        self.saved: list[tuple[nn.Module, bool]] = []
-
-    def __enter__(self) -> None:
-        self.saved = [(m, m.training) for m in self.model.modules()]
-        for module, _ in self.saved:
-            module.training = False
-
-    def __exit__(self, *exc: object) -> None:
-        for module, flag in self.saved:
-            module.training = flag
-
+# ---------------------------------------------------------------- maps
 
 _OTHER_ACTIVATIONS = (nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardswish, nn.Hardtanh, nn.LeakyReLU, nn.ELU, nn.Mish,
                       nn.Hardsigmoid, nn.PReLU, nn.SELU, nn.CELU, nn.Softplus)
@@ -243,7 +181,6 @@ def guided_backprop_coverage(model: nn.Module) -> tuple[int, list[str]]:
 
     Captum's GuidedBackprop hooks ``isinstance(module, nn.ReLU)`` only; ``nn.ReLU6`` is
     a Hardtanh subclass, so EfficientNet-Lite's ReLU6 is left as a plain gradient.
-    Functional activations (``F.relu`` in a forward) cannot be seen here at all.
     """
     relus = 0
     others: set[str] = set()
@@ -264,91 +201,100 @@ def _guided_warning(model: nn.Module) -> str | None:
             f"({relus} found) and leaves {what} as plain gradients, so the map is partly Grad-CAM x plain gradient.")
 
 
-# ---------------------------------------------------------------- maps
+def find_cam_layer(model: ImageClassifier, min_size: int) -> str | None:
+    """The last stage-level layer (in execution order) whose output maps are at least ``min_size`` wide.
 
-
-def _to_plane(attribution: torch.Tensor, method: str) -> torch.Tensor:
-    """(1, C, H, W) attribution -> (H, W) non-negative evidence for the class.
-
-    Grad-CAM is already ReLU'd; Guided Grad-CAM and IG are summed over colour channels
-    and clamped at 0 (positive evidence); Saliency is the max |gradient| over channels
-    (unsigned by nature: it says where the class is sensitive, not in which direction).
+    Stage-level: a child of the network itself or of an ``nn.Sequential`` (``blocks.4`` on
+    EfficientNet-Lite, ``layer3`` on ResNet, ``features.29`` on VGG), so the map is a block's
+    output rather than an expansion inside a block. Probed with one forward pass on a private
+    copy (hooks never touch the shared model). Falls back to the model's own Grad-CAM layer.
     """
-    a = attribution.detach()[0]
-    if method == "saliency":
-        return a.abs().amax(dim=0)
-    return a.sum(dim=0).clamp_min(0.0)
+    probe = copy.deepcopy(model.network)
+    modules = dict(probe.named_modules())
+    seen: list[tuple[str, int]] = []
+
+    def stage_level(name: str) -> bool:
+        parent = name.rsplit(".", 1)[0] if "." in name else ""
+        return parent == "" or isinstance(modules[parent], nn.Sequential)
+
+    handles = [module.register_forward_hook(lambda m, i, o, name=name: seen.append(
+        (name, o.shape[-1] if isinstance(o, torch.Tensor) and o.ndim == 4 else 0)))
+        for name, module in modules.items() if name and stage_level(name)]
+    try:
+        with torch.no_grad():
+            probe(torch.zeros(1, 3, model.input_size, model.input_size, device=model.device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    wide = [name for name, width in seen if width >= min_size]
+    return wide[-1] if wide else model.cam_layer_name
 
 
-def _attribute(model: ImageClassifier, image: torch.Tensor, target: int, method: str, config: ExplainConfig) -> torch.Tensor:
-    from captum.attr import GuidedGradCam, IntegratedGradients, LayerAttribution, LayerGradCam, NoiseTunnel, Saliency
+def _planes(model: ImageClassifier, images: torch.Tensor, targets: torch.Tensor, method: str,
+            config: ExplainConfig, layer: str | None) -> torch.Tensor:
+    """(4, H, W) non-negative evidence maps for the four (image, class) panels, batched."""
+    from captum.attr import (GuidedGradCam, IntegratedGradients, LayerAttribution, LayerGradCam, Saliency)
 
-    image = image.to(model.device).clone().requires_grad_(True)
-    if method in ("gradcam", "guided_gradcam") and model.cam_layer is None:
-        raise ValueError(f"model {model.name} has no Grad-CAM layer; use method='integrated_gradients' or 'saliency'.")
+    images = images.clone().requires_grad_(True)
+    if method == "integrated_gradients":  # black baseline; sum over channels, positive evidence
+        a = IntegratedGradients(model).attribute(images, baselines=torch.zeros_like(images), target=targets,
+                                                 n_steps=config.ig_steps, method="riemann_middle",
+                                                 internal_batch_size=max(config.ig_batch_size, len(images)))
+        return a.detach().sum(1).clamp_min(0.0)
+    if method == "saliency":  # where the class is sensitive: max |gradient| over channels
+        return Saliency(model).attribute(images, target=targets, abs=True).detach().amax(1)
+    if method == "smoothgrad":  # Saliency averaged over noisy copies (local generator)
+        generator = torch.Generator().manual_seed(config.seed)
+        n = config.smoothgrad_samples
+        noise = torch.randn((n, *images.shape), generator=generator).to(images.device) * config.smoothgrad_stdev
+        noisy = (images.detach()[None] + noise).reshape(-1, *images.shape[1:]).requires_grad_(True)
+        grads = Saliency(model).attribute(noisy, target=targets.repeat(n), abs=True).detach()
+        return grads.reshape(n, *images.shape).mean(0).amax(1)
+    if layer is None:
+        raise ValueError(f"model {model.name} has no layer for Grad-CAM; use integrated_gradients or saliency.")
+    module = model.get_submodule(f"network.{layer}")
     if method == "gradcam":
-        cam = LayerGradCam(model, model.cam_layer).attribute(image, target=target, relu_attributions=True)
-        cam = LayerAttribution.interpolate(cam, tuple(image.shape[-2:]), interpolate_mode="bilinear")
-        return _to_plane(cam.clamp_min(0.0), method)
+        cam = LayerGradCam(model, module).attribute(images, target=targets, relu_attributions=True)
+        cam = LayerAttribution.interpolate(cam, tuple(images.shape[-2:]), interpolate_mode="bilinear")
+        return cam.detach()[:, 0].clamp_min(0.0)
     if method == "guided_gradcam":
-        algorithm: Any = GuidedGradCam(model, model.cam_layer)
-        kwargs: dict[str, Any] = {"interpolate_mode": "bilinear"}
-    elif method == "integrated_gradients":
-        algorithm = IntegratedGradients(model)
-        kwargs = {"baselines": torch.zeros_like(image), "n_steps": config.ig_steps,
-                  "internal_batch_size": config.ig_batch_size}
-    elif method == "saliency":
-        algorithm, kwargs = Saliency(model), {"abs": False}
-    else:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}.")
-    if config.smoothgrad_samples > 0:
-        torch.manual_seed(config.seed)
-        kwargs = {**kwargs, "nt_type": "smoothgrad", "nt_samples": config.smoothgrad_samples,
-                  "stdevs": config.smoothgrad_stdev}
-        if method == "integrated_gradients":
-            kwargs["nt_samples_batch_size"] = 1  # keep IG's internal batch bound
-        algorithm = NoiseTunnel(algorithm)
-    return _to_plane(algorithm.attribute(image, target=target, **kwargs), method)
+        guided = GuidedGradCam(model, module).attribute(images, target=targets, interpolate_mode="bilinear")
+        return guided.detach().sum(1).clamp_min(0.0)
+    raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}.")
 
 
-def _percentile_rank(plane: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
-    flat = np.sort(plane.ravel())
-    return np.searchsorted(flat, plane[ys, xs], side="left") / flat.size
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """Average ranks (ties share their mean rank)."""
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(len(values))
+    ranks[order] = np.arange(len(values))
+    for v in np.unique(values):
+        tied = values == v
+        if tied.sum() > 1:
+            ranks[tied] = ranks[tied].mean()
+    return ranks
 
 
-def attribution_label(obscuring_score: float, leading_score: float, threshold: float) -> str:
-    """The attribution-view rule (see the module docstring)."""
-    return _kind(obscuring_score >= threshold, leading_score >= threshold)
+def spearman(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Spearman rank correlation; None below 3 points or when either side is constant."""
+    if len(a) < 3:
+        return None
+    ra, rb = _ranks(np.asarray(a, float)), _ranks(np.asarray(b, float))
+    if ra.std() == 0 or rb.std() == 0:
+        return None
+    return float(np.corrcoef(ra, rb)[0, 1])
 
 
-def causal_label(true_recovery: float, adv_drop: float, scale: float, threshold: float, dominance: float = 2.0) -> str:
-    """The causal-view rule (see the module docstring).
-
-    A pixel past the threshold on both effects is labelled by the larger one alone when it
-    is at least ``dominance`` times the other: with a handful of pixels nearly every pixel
-    moves both logits, and "both" would swallow the distinction the user came to see.
-    """
-    scale = max(scale, 1e-6)
-    obscures, leads = true_recovery / scale >= threshold, adv_drop / scale >= threshold
-    if obscures and leads:
-        if true_recovery >= dominance * adv_drop:
-            leads = False
-        elif adv_drop >= dominance * true_recovery:
-            obscures = False
-    return _kind(obscures, leads)
+def agreement_score(map_true: np.ndarray, map_adv: np.ndarray, contributions: Contributions
+                    ) -> tuple[float | None, dict[str, float | None]]:
+    """The documented agreement score (module docstring) and its two parts."""
+    parts = {"obscuring": spearman(map_true, contributions.obscuring),
+             "leading": spearman(map_adv, contributions.leading)}
+    known = [v for v in parts.values() if v is not None]
+    return (float(np.mean(known)) if known else None), parts
 
 
-def _kind(obscuring: bool, leading: bool) -> str:
-    return "both" if obscuring and leading else "obscuring" if obscuring else "leading" if leading else "neither"
-
-
-# ---------------------------------------------------------------- causal view
-
-
-@torch.no_grad()
-def _logits(model: ImageClassifier, images: torch.Tensor, batch: int) -> torch.Tensor:
-    out = [model(images[i : i + batch].to(model.device)).float().cpu() for i in range(0, len(images), batch)]
-    return torch.cat(out) if out else torch.zeros(0, model.num_classes)
+# ---------------------------------------------------------------- explanation
 
 
 def _check(result: AttackResult, index: int) -> None:
@@ -368,122 +314,90 @@ def _top_k(probs: torch.Tensor, k: int, names: list[str] | None) -> tuple[tuple[
 
 
 def _explain(model: ImageClassifier, result: AttackResult, index: int, method: str | None,
-             config: ExplainConfig) -> Explanation:
+             config: ExplainConfig, progress: Progress | None) -> Explanation:
     start = time.perf_counter()
     _check(result, index)
     if method is not None and method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}.")
-    clean = result.originals[index : index + 1].float()
-    adv = result.adversarials[index : index + 1].float()
+    clean, adv = result.originals[index].float(), result.adversarials[index].float()
     y, a = int(result.labels[index]), int(result.adv_labels[index])
+    target = None if result.targets is None else int(result.targets[index])
     names = list(model.class_names) if getattr(model, "class_names", None) else None
-    coords = result.pixel_mask[index].nonzero()
-    ys, xs = coords[:, 0], coords[:, 1]
     notes: list[str] = []
-
     maps: dict[tuple[str, str], np.ndarray] = {}
-    with model_lock(model), _EvalMode(model):
+    with model_lock(model), EvalMode(model):
+        contributions = split(model, clean, adv, y, a, config=config.split, progress=progress)
+        labels = contributions.labels(config.split.share_ratio, config.split.floor)
+        game = PixelGame(model, clean, adv, torch.from_numpy(contributions.ys), torch.from_numpy(contributions.xs),
+                         (y, a), config.split.batch_size)
+        ablation, joint = prove(game, contributions, labels, target=target)
+        split_seconds = time.perf_counter() - start
         if method is not None:
+            if progress is not None:
+                progress(1.0, f"{method} maps")
+            layer = find_cam_layer(model, config.gradcam_min_size) if "gradcam" in method else None
             if method == "guided_gradcam":
                 note = _guided_warning(model)
                 if note and config.strict_guided:
                     raise ValueError(note)
                 if note:
                     notes.append(note)
-            # Captum hooks the layer it explains, and attacks in other sessions run forward
-            # passes through the shared model without taking this lock: a hook there would
-            # capture their activations. So the hooks go on a private copy (~20 MB, ~30 ms).
-            private = copy.deepcopy(model)
-            for image_key, image in (("clean", clean), ("adv", adv)):
-                for class_key, target in (("true", y), ("adv", a)):
-                    plane = _attribute(private, image, target, method, config)
-                    maps[(image_key, class_key)] = plane.float().cpu().numpy().astype(np.float32)
-        # causal view: every single-pixel revert, in batched forward passes
-        reverts = adv.repeat(len(ys), 1, 1, 1)
-        reverts[torch.arange(len(ys)), :, ys, xs] = clean[0][:, ys, xs].T
-        base = _logits(model, torch.cat([clean, adv]), 2)
-        revert_logits = _logits(model, reverts, config.revert_batch_size)
-        z_clean, z_adv = base[0], base[1]
-
-        scale = max(abs(float(z_clean[y] - z_adv[y])), abs(float(z_adv[a] - z_clean[a])), 1e-6)
-        p_adv = z_adv.softmax(0)
-        p_rev = revert_logits.softmax(1)
-        before, after = to_uint8(clean[0]), to_uint8(adv[0])
-        ys_np, xs_np = ys.numpy(), xs.numpy()
-        if maps:
-            obscuring_scores = _percentile_rank(maps[("clean", "true")], ys_np, xs_np)
-            leading_scores = _percentile_rank(maps[("adv", "adv")], ys_np, xs_np)
-        records = []
-        for i, (py, px) in enumerate(zip(ys_np.tolist(), xs_np.tolist())):
-            recovery = float(revert_logits[i, y] - z_adv[y])
-            drop = float(z_adv[a] - revert_logits[i, a])
-            c_label = causal_label(recovery, drop, scale, config.causal_threshold, config.causal_dominance)
-            o_score = float(obscuring_scores[i]) if maps else float("nan")
-            l_score = float(leading_scores[i]) if maps else float("nan")
-            a_label = attribution_label(o_score, l_score, config.attribution_threshold) if maps else None
-            records.append(PixelRecord(
-                y=py, x=px, before=tuple(before[:, py, px].tolist()), after=tuple(after[:, py, px].tolist()),
-                obscuring_score=o_score, leading_score=l_score, attribution_label=a_label,
-                true_logit_recovery=recovery, adv_logit_drop=drop,
-                true_prob_recovery=float(p_rev[i, y] - p_adv[y]), adv_prob_drop=float(p_adv[a] - p_rev[i, a]),
-                causal_label=c_label, label=c_label, agree=None if a_label is None else a_label == c_label,
-            ))
-
-        # group ablation: clean image + only the pixels of one group
-        groups: list[tuple[str, list[int]]] = [("clean", []), ("all", list(range(len(records))))]
-        views = [("causal", "causal_label")] + ([("attribution", "attribution_label")] if maps else [])
-        for view, attr in views:
-            for kind in ("obscuring", "leading"):
-                members = [i for i, r in enumerate(records) if getattr(r, attr) in (kind, "both")]
-                groups.append((f"{kind} ({view})", members))
-        ablated = clean.repeat(len(groups), 1, 1, 1)
-        for g, (_, members) in enumerate(groups):
-            if members:
-                m = torch.tensor(members)
-                ablated[g][:, ys[m], xs[m]] = adv[0][:, ys[m], xs[m]]
-        ablation_logits = _logits(model, ablated, config.revert_batch_size)
-    probs = ablation_logits.softmax(1)
-    ablation = tuple(
-        AblationRow(group=name, pixels=len(members), true_prob=float(probs[g, y]), adv_prob=float(probs[g, a]),
-                    true_logit=float(ablation_logits[g, y]), adv_logit=float(ablation_logits[g, a]),
-                    predicted=int(ablation_logits[g].argmax()))
-        for g, (name, members) in enumerate(groups)
-    )
-    vmin, vmax = 0.0, max([float(m.max()) for m in maps.values()] + [0.0])
+            private = copy.deepcopy(model)  # Captum's layer hooks go on a private copy (~20 MB, ~30 ms)
+            images = torch.stack([clean, clean, adv, adv]).to(model.device)
+            planes = _planes(private, images, torch.tensor([y, a, y, a], device=model.device), method, config, layer)
+            for key, plane in zip(MAP_KEYS, planes.float().cpu().numpy()):
+                maps[key] = plane.astype(np.float32)
+    o_share, l_share = contributions.shares(config.split.floor)
+    before, after = to_uint8(clean), to_uint8(adv)
+    ys, xs = contributions.ys, contributions.xs
+    map_true = maps[("clean", "true")][ys, xs] if maps else np.full(len(ys), np.nan)
+    map_adv = maps[("adv", "adv")][ys, xs] if maps else np.full(len(ys), np.nan)
+    records = tuple(PixelRecord(
+        y=int(py), x=int(px), before=tuple(before[:, py, px].tolist()), after=tuple(after[:, py, px].tolist()),
+        obscuring=float(contributions.obscuring[i]), leading=float(contributions.leading[i]),
+        obscuring_se=float(contributions.obscuring_se[i]), leading_se=float(contributions.leading_se[i]),
+        obscuring_share=float(o_share[i]), leading_share=float(l_share[i]), alone_share=float(joint.single_shares[i]),
+        label=labels[i], map_true=float(map_true[i]), map_adv=float(map_adv[i]),
+    ) for i, (py, px) in enumerate(zip(ys.tolist(), xs.tolist())))
+    agreement, parts = agreement_score(map_true, map_adv, contributions) if maps else (None, {})
+    vmax = max([float(m.max()) for m in maps.values()] + [0.0])
     if maps and vmax <= 0:
-        notes.append("all attribution maps are zero; the attribution view labels every pixel 'neither'.")
-    counts = {kind: sum(r.label == kind for r in records) for kind in KINDS}
-    agreement = None if not maps else float(np.mean([bool(r.agree) for r in records]))
+        notes.append("all attribution maps are zero here.")
+    if maps and (agreement is None or agreement < 0.3):
+        notes.append(f"The {method} maps do not rank the changed pixels the way their measured effects do "
+                     f"(agreement {'n/a' if agreement is None else f'{agreement:.2f}'}): read the contribution "
+                     f"chart, not the maps, for which pixel did what.")
+    if not ablation.holds:
+        notes.append(f"The obscuring/leading split does not hold on this image: {ablation.why}.")
+    true_name = names[y] if names else str(y)
+    adv_name = names[a] if names else str(a)
     clean_probs, adv_probs = result.clean_probs[index], result.adv_probs[index]
     return Explanation(
-        index=index, model_name=result.model_name, method=method or "none", true_label=y, adv_label=a,
-        true_name=names[y] if names else None, adv_name=names[a] if names else None,
-        maps=maps, vmin=vmin, vmax=vmax, pixels=tuple(records), ablation=ablation,
+        index=index, model_name=result.model_name, method=method or "none", split_method=contributions.method,
+        split_note=contributions.note, true_label=y, adv_label=a, true_name=names[y] if names else None,
+        adv_name=names[a] if names else None, maps=maps, vmin=0.0, vmax=vmax, pixels=records,
+        ablation=ablation.rows, holds=ablation.holds, holds_why=ablation.why, joint=joint,
+        sentence=sentence(contributions, labels, joint, true_name, adv_name, tuple(clean.shape[-2:])),
+        total_drop=contributions.total_drop, total_rise=contributions.total_rise,
+        completeness_error=contributions.completeness_error,
         top_k_before=_top_k(clean_probs, config.top_k, names), top_k_after=_top_k(adv_probs, config.top_k, names),
         true_drop=float(clean_probs[y] - adv_probs[y]), adv_rise=float(adv_probs[a] - clean_probs[a]),
-        counts=counts, agreement=agreement, seconds=time.perf_counter() - start, warnings=tuple(notes), config=config,
+        counts={kind: labels.count(kind) for kind in KINDS}, agreement=agreement, agreement_parts=parts,
+        seconds=time.perf_counter() - start, split_seconds=split_seconds, warnings=tuple(notes), config=config,
     )
 
 
 def explain(model: ImageClassifier, result: AttackResult, index: int = 0, *, method: str = "gradcam",
-            config: ExplainConfig | None = None) -> Explanation:
-    """Maps (2x2, shared scale), per-pixel obscuring/leading labels from both views, group ablation.
+            config: ExplainConfig | None = None, progress: Progress | None = None) -> Explanation:
+    """Contributions, labels, per-image proof and 2x2 maps on a shared scale for one fooled image.
 
-    Raises ``ValueError`` for an image the attack did not fool, an unknown method, or
-    a model without a Grad-CAM layer when a CAM method is asked for.
+    Raises ``ValueError`` for an image the attack did not fool, an unknown method, or a
+    model without a suitable Grad-CAM layer when a CAM method is asked for.
     """
-    return _explain(model, result, index, method, config or ExplainConfig())
+    return _explain(model, result, index, method, config or ExplainConfig(), progress)
 
 
 def explain_pixels(model: ImageClassifier, result: AttackResult, index: int = 0, *,
-                   config: ExplainConfig | None = None) -> Explanation:
-    """The cheap path: causal view + ablation only (``maps`` empty, ``agreement`` None)."""
-    return _explain(model, result, index, None, config or ExplainConfig())
-
-
-def hooks_on(model: nn.Module) -> Iterator[tuple[str, str]]:
-    """(module name, hook kind) for every hook registered on the model (for tests)."""
-    for name, module in model.named_modules():
-        for kind in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"):
-            if getattr(module, kind, None):
-                yield name, kind
+                   config: ExplainConfig | None = None, progress: Progress | None = None) -> Explanation:
+    """The cheap path: contributions, labels and proof only (``maps`` empty, ``agreement`` None)."""
+    return _explain(model, result, index, None, config or ExplainConfig(), progress)

@@ -112,12 +112,13 @@ MAP_TITLES = {
 
 def maps_grid(maps: Mapping[tuple[str, str], np.ndarray], vmin: float, vmax: float,
               pixels: Sequence[Any] = ()) -> go.Figure:
-    """2x2 attribution maps on ONE colour scale (one colour bar, labelled "shared scale")."""
+    """2x2 attribution maps on ONE colour scale (one colour bar, labelled "shared scale").
+
+    The changed pixels are ringed in the colour of their label (obscuring / leading / ...).
+    """
     keys = [("clean", "true"), ("clean", "adv"), ("adv", "true"), ("adv", "adv")]
     figure = make_subplots(rows=2, cols=2, subplot_titles=[MAP_TITLES[k] for k in keys],
                            horizontal_spacing=0.04, vertical_spacing=0.08)
-    ys = [int(field(p, "y")) for p in pixels]
-    xs = [int(field(p, "x")) for p in pixels]
     for n, key in enumerate(keys):
         row, col = divmod(n, 2)
         plane = np.asarray(maps[key], dtype=np.float32)
@@ -126,15 +127,20 @@ def maps_grid(maps: Mapping[tuple[str, str], np.ndarray], vmin: float, vmax: flo
             colorbar=dict(title=dict(text="shared scale", side="right")),
             hovertemplate="(y=%{y}, x=%{x}) %{z:.3g}<extra></extra>",
         ), row=row + 1, col=col + 1)
-        if ys:
-            figure.add_trace(go.Scatter(x=xs, y=ys, mode="markers", showlegend=False, hoverinfo="skip",
-                                        marker=dict(symbol="circle-open", size=12, color=RING_COLOUR,
-                                                    line=dict(width=2))), row=row + 1, col=col + 1)
+        for kind, colour in KIND_COLOURS.items():
+            members = [p for p in pixels if pixel_kind(p) == kind]
+            if members:
+                figure.add_trace(go.Scatter(
+                    x=[int(field(p, "x")) for p in members], y=[int(field(p, "y")) for p in members],
+                    mode="markers", name=f"{kind} ({len(members)})", showlegend=n == 0, legendgroup=kind,
+                    hovertemplate=f"{kind} (y=%{{y}}, x=%{{x}})<extra></extra>",
+                    marker=dict(symbol="circle-open", size=12, color=colour, line=dict(width=2))),
+                    row=row + 1, col=col + 1)
         height, width = plane.shape
         figure.update_xaxes(visible=False, range=[-0.5, width - 0.5], row=row + 1, col=col + 1)
         figure.update_yaxes(visible=False, range=[height - 0.5, -0.5], row=row + 1, col=col + 1,
                             scaleanchor=f"x{'' if n == 0 else n + 1}")
-    figure.update_layout(height=640, margin=dict(l=0, r=0, t=40, b=0))
+    figure.update_layout(height=660, margin=dict(l=0, r=0, t=40, b=0), legend=dict(orientation="h", y=-0.03))
     return figure
 
 
@@ -160,36 +166,90 @@ def pixels_by_kind(image: torch.Tensor, pixels: Sequence[Any]) -> go.Figure:
     return figure
 
 
+def _number(value: Any) -> float | None:
+    return None if value is None or value != value else round(float(value), 4)
+
+
 def pixel_table(pixels: Sequence[Any]) -> list[dict[str, Any]]:
-    """One row per changed pixel for st.dataframe."""
-    rows = []
-    for p in pixels:
-        rows.append({
-            "y": int(field(p, "y")),
-            "x": int(field(p, "x")),
-            "before RGB": str(tuple(field(p, "before"))),
-            "after RGB": str(tuple(field(p, "after"))),
-            "kind": pixel_kind(p),
-            "true-class recovery if reverted": field(p, "true_prob_recovery", "causal_true_recovery"),
-            "adv-class drop if reverted": field(p, "adv_prob_drop", "causal_adv_drop"),
-            "attribution (true)": field(p, "obscuring_score", "attribution_true"),
-            "attribution (adv)": field(p, "leading_score", "attribution_adv"),
-            "views agree": field(p, "agree", "views_agree"),
-        })
-    return rows
+    """One row per changed pixel for st.dataframe: both contributions (with standard errors) and its label."""
+    return [{
+        "y": int(field(p, "y")),
+        "x": int(field(p, "x")),
+        "before RGB": str(tuple(field(p, "before"))),
+        "after RGB": str(tuple(field(p, "after"))),
+        "kind": pixel_kind(p),
+        "obscuring (true-class evidence drop)": _number(field(p, "obscuring")),
+        "± obscuring": _number(field(p, "obscuring_se")),
+        "leading (adv-class evidence rise)": _number(field(p, "leading")),
+        "± leading": _number(field(p, "leading_se")),
+        "alone: share of the flip": _number(field(p, "alone_share")),
+    } for p in pixels]
+
+
+def contribution_chart(pixels: Sequence[Any], *, max_pixels: int = 60) -> go.Figure:
+    """Per-pixel bars: obscuring (true-class evidence drop) and leading (adversarial rise), with errors.
+
+    Pixels sorted by total contribution; the ``max_pixels`` largest are drawn. Hover gives
+    the location, the colour before/after, both contributions with their standard errors,
+    the label and what the pixel does alone.
+    """
+    ranked = sorted(pixels, key=lambda p: -(float(field(p, "obscuring", default=0.0))
+                                           + float(field(p, "leading", default=0.0))))[:max_pixels]
+    names = [f"({int(field(p, 'y'))},{int(field(p, 'x'))}) {pixel_kind(p)}" for p in ranked]
+    custom = [[int(field(p, "y")), int(field(p, "x")), str(tuple(field(p, "before"))), str(tuple(field(p, "after"))),
+               float(field(p, "obscuring", default=0.0)), float(field(p, "obscuring_se", default=0.0) or 0.0),
+               float(field(p, "leading", default=0.0)), float(field(p, "leading_se", default=0.0) or 0.0),
+               pixel_kind(p), float(field(p, "alone_share", default=0.0) or 0.0)] for p in ranked]
+    hover = ("(y=%{customdata[0]}, x=%{customdata[1]}) %{customdata[8]}<br>colour %{customdata[2]} -> "
+             "%{customdata[3]}<br>obscuring %{customdata[4]:.3f} ± %{customdata[5]:.3f}<br>leading "
+             "%{customdata[6]:.3f} ± %{customdata[7]:.3f}<br>alone: %{customdata[9]:.0%} of the flip<extra></extra>")
+    figure = go.Figure()
+    for name, key, colour in (("obscuring: true-class evidence drop", "obscuring", KIND_COLOURS["obscuring"]),
+                              ("leading: adversarial evidence rise", "leading", KIND_COLOURS["leading"])):
+        errors = [float(field(p, f"{key}_se", default=0.0) or 0.0) for p in ranked]
+        figure.add_trace(go.Bar(
+            name=name, x=names, y=[float(field(p, key, default=0.0)) for p in ranked], marker_color=colour,
+            error_y=dict(type="data", array=[e if e == e else 0.0 for e in errors], visible=any(e > 0 for e in errors)),
+            customdata=custom, hovertemplate=hover))
+    figure.update_layout(barmode="group", height=360, margin=dict(l=0, r=0, t=40, b=0),
+                         title=f"what each changed pixel contributes (centred logits; {len(ranked)} of {len(pixels)} "
+                               f"largest shown)",
+                         yaxis=dict(title="evidence (centred logit)"), xaxis=dict(showticklabels=len(ranked) <= 30),
+                         legend=dict(orientation="h", y=1.02, x=0))
+    return figure
 
 
 def ablation_bars(ablation: Sequence[Any]) -> go.Figure:
-    """Grouped bars: true-class and adversarial-class probability after reverting each group."""
-    groups = [f"{field(r, 'group')} ({field(r, 'pixels')} px)" for r in ablation]
-    figure = go.Figure([
-        go.Bar(name="true class", x=groups, y=[float(field(r, "true_prob")) for r in ablation], marker_color="#4c78a8"),
-        go.Bar(name="adversarial class", x=groups, y=[float(field(r, "adv_prob")) for r in ablation],
-               marker_color="#e45756"),
-    ])
+    """Group ablation: clean image + only one group; true-class evidence drop and adversarial rise.
+
+    Probabilities are in the hover and the bar text.
+    """
+    rows = [r for r in ablation if field(r, "group") != "clean"]
+    groups = [f"{field(r, 'group')} ({field(r, 'pixels')} px)" for r in rows]
+    figure = go.Figure()
+    for name, key, prob, colour in (("true-class evidence drop", "true_drop", "true_prob", "#4c78a8"),
+                                    ("adversarial-class evidence rise", "adv_rise", "adv_prob", "#e45756")):
+        probs = [float(field(r, prob, default=float("nan"))) for r in rows]
+        figure.add_trace(go.Bar(
+            name=name, x=groups, y=[float(field(r, key, default=0.0)) for r in rows], marker_color=colour,
+            text=[f"p={p:.0%}" for p in probs], textposition="outside",
+            hovertemplate=f"%{{x}}<br>{name}: %{{y:.3f}}<br>%{{text}}<extra></extra>"))
     figure.update_layout(barmode="group", height=340, margin=dict(l=0, r=0, t=40, b=0),
-                         yaxis=dict(title="probability", range=[0, 1], tickformat=".0%"),
-                         title="group ablation: which pixels applied")
+                         yaxis=dict(title="change vs clean (centred logit)"),
+                         title="group ablation: clean image + only these pixels")
+    return figure
+
+
+def joint_action_bars(pixels: Sequence[Any], *, max_pixels: int = 20) -> go.Figure:
+    """Each pixel alone vs all of them together, as a share of the flip (the joint-action picture)."""
+    ranked = sorted(pixels, key=lambda p: -float(field(p, "alone_share", default=0.0) or 0.0))[:max_pixels]
+    names = [f"({int(field(p, 'y'))},{int(field(p, 'x'))})" for p in ranked] + [f"all {len(pixels)} together"]
+    values = [float(field(p, "alone_share", default=0.0) or 0.0) for p in ranked] + [1.0]
+    colours = [KIND_COLOURS.get(pixel_kind(p), "#999999") for p in ranked] + ["#333333"]
+    figure = go.Figure(go.Bar(x=names, y=values, marker_color=colours, text=[f"{v:.0%}" for v in values],
+                              textposition="outside", hovertemplate="%{x}: %{y:.0%} of the flip<extra></extra>"))
+    figure.update_layout(height=300, margin=dict(l=0, r=0, t=40, b=0), title="alone vs together: share of the flip",
+                         yaxis=dict(tickformat=".0%", range=[min(0.0, min(values) * 1.2), 1.2]))
     return figure
 
 

@@ -12,12 +12,12 @@ from torch import nn
 from sparseviz.attacks.base import finalize
 from sparseviz.interpret import (
     ExplainConfig,
-    attribution_label,
-    causal_label,
     explain,
     explain_pixels,
+    find_cam_layer,
     guided_backprop_coverage,
     hooks_on,
+    spearman,
 )
 from sparseviz.models import ImageClassifier
 
@@ -87,42 +87,35 @@ def region_model() -> ImageClassifier:
     return two_region_model()
 
 
-def test_rules_are_pure_functions():
-    assert attribution_label(0.95, 0.1, 0.9) == "obscuring"
-    assert attribution_label(0.1, 0.95, 0.9) == "leading"
-    assert attribution_label(0.95, 0.95, 0.9) == "both"
-    assert attribution_label(0.5, 0.5, 0.9) == "neither"
-    assert causal_label(0.2, 0.0, 1.0, 0.05) == "obscuring"
-    assert causal_label(0.0, 0.2, 1.0, 0.05) == "leading"
-    assert causal_label(0.01, 0.01, 1.0, 0.05) == "neither"
-    assert causal_label(0.3, 0.2, 1.0, 0.05) == "both"  # comparable effects
-    assert causal_label(0.5, 0.2, 1.0, 0.05) == "obscuring"  # recovery dominates (>= 2x)
-    assert causal_label(0.1, 0.3, 1.0, 0.05) == "leading"  # drop dominates
-    assert causal_label(0.5, 0.2, 1.0, 0.05, dominance=3.0) == "both"
-
-
-@pytest.mark.parametrize("method", ["gradcam", "guided_gradcam", "integrated_gradients"])
-def test_known_regions_give_known_labels_in_both_views(region_model, method):
+@pytest.mark.parametrize("method", ["integrated_gradients", "gradcam", "saliency", "smoothgrad"])
+def test_known_regions_give_known_contributions_and_labels(region_model, method):
     result = two_region_result(region_model)
     assert bool(result.success[0])
     exp = explain(region_model, result, method=method)
     by_pos = {(p.y, p.x): p for p in exp.pixels}
     assert set(by_pos) == set(OBSCURING) | set(LEADING)
+    # centred logits over 5 classes: e_0 = 0.8 z_0 - 0.2 z_1 + const (and symmetrically for e_1), so
+    # removing 0.8 red (z_0 -0.16) lowers e_0 by 0.128 and raises e_1 by 0.032; adding 0.6 green
+    # (z_1 +0.6) raises e_1 by 0.48 and lowers e_0 by 0.12.
     for pos in OBSCURING:
-        assert by_pos[pos].causal_label == "obscuring", by_pos[pos]
-        assert by_pos[pos].attribution_label == "obscuring", by_pos[pos]
+        assert by_pos[pos].label == "obscuring", by_pos[pos]
+        assert by_pos[pos].obscuring == pytest.approx(0.128, abs=1e-3)
+        assert by_pos[pos].leading == pytest.approx(0.032, abs=1e-3)
     for pos in LEADING:
-        assert by_pos[pos].causal_label == "leading", by_pos[pos]
-        assert by_pos[pos].attribution_label == "leading", by_pos[pos]
-    assert exp.agreement == 1.0
-    # hand-computed (8-bit rounding aside): one revert restores 0.16 true logit / removes 0.6 adv logit
-    assert by_pos[OBSCURING[0]].true_logit_recovery == pytest.approx(0.2 * 0.8, abs=1e-3)
-    assert by_pos[LEADING[0]].adv_logit_drop == pytest.approx(0.6, abs=1e-2)
-    # group ablation: obscuring alone lowers the true class, leading alone raises the adversarial class
-    clean, obsc, lead = (exp.ablation_row(g) for g in ("clean", "obscuring (attribution)", "leading (attribution)"))
-    assert obsc.true_logit < clean.true_logit and obsc.adv_logit == pytest.approx(clean.adv_logit)
-    assert lead.adv_logit > clean.adv_logit and lead.true_logit == pytest.approx(clean.true_logit)
+        assert by_pos[pos].label == "leading", by_pos[pos]
+        assert by_pos[pos].obscuring == pytest.approx(0.12, abs=1e-3)
+        assert by_pos[pos].leading == pytest.approx(0.48, abs=1e-3)
+    assert sum(p.obscuring for p in exp.pixels) == pytest.approx(exp.total_drop, abs=1e-3)
+    assert exp.completeness_error < 1e-3
+    # group ablation: obscuring alone lowers the true class more, leading alone raises the adversarial class more
+    obsc, lead = exp.ablation_row("obscuring"), exp.ablation_row("leading")
+    assert obsc.true_drop == pytest.approx(4 * 0.128, abs=1e-3) and lead.true_drop == pytest.approx(4 * 0.12, abs=1e-3)
+    assert lead.adv_rise > obsc.adv_rise and exp.holds
     assert exp.ablation_row("all").predicted == 1
+    assert exp.agreement is not None and -1 <= exp.agreement <= 1
+    if method == "integrated_gradients":  # the maps sit exactly on the red/green evidence
+        assert exp.agreement == pytest.approx(1.0)
+    assert "4 pixels" in exp.sentence and "hide 'red-tl' evidence" in exp.sentence
 
 
 def test_shared_colour_scale_is_shared(region_model):
@@ -158,7 +151,7 @@ def test_eval_mode_enforced_and_restored(region_model):
 
 def test_no_hooks_left_even_after_an_error(region_model, monkeypatch):
     result = two_region_result(region_model)
-    for method in ("gradcam", "guided_gradcam", "integrated_gradients", "saliency"):
+    for method in ("gradcam", "guided_gradcam", "integrated_gradients", "saliency", "smoothgrad"):
         explain(region_model, result, method=method)
         assert list(hooks_on(region_model)) == []
     import captum.attr
@@ -226,7 +219,7 @@ def test_concurrent_calls_equal_serial(tiny_model, tiny_images):
     results = _tiny_results(tiny_model, tiny_images)
     if len(results) < 2:
         pytest.skip("tiny model did not flip")
-    methods = ["gradcam", "guided_gradcam", "integrated_gradients", "saliency"]
+    methods = ["gradcam", "guided_gradcam", "integrated_gradients", "smoothgrad"]
     jobs = [(r, m) for r in results[:2] for m in methods]
     serial = [explain(tiny_model, r, method=m) for r, m in jobs]
     parallel: list = [None] * len(jobs)
@@ -247,8 +240,7 @@ def test_concurrent_calls_equal_serial(tiny_model, tiny_images):
     for a, b in zip(serial, parallel):
         for key in a.maps:
             np.testing.assert_allclose(a.maps[key], b.maps[key], rtol=1e-5, atol=1e-7)
-        assert [p.label for p in a.pixels] == [p.label for p in b.pixels]
-        assert [p.attribution_label for p in a.pixels] == [p.attribution_label for p in b.pixels]
+        assert [p.as_dict() for p in a.pixels] == [p.as_dict() for p in b.pixels]
     assert list(hooks_on(tiny_model)) == []
 
 
@@ -271,12 +263,34 @@ def test_json_and_figures_written(region_model, tmp_path):
     result = two_region_result(region_model)
     exp = explain(region_model, result, method="gradcam")
     data = json.loads(write_explanation(exp, tmp_path / "explanation.json").read_text())
-    assert len(data["pixels"]) == 8 and data["agreement"] == 1.0 and data["colour_range"] == [exp.vmin, exp.vmax]
-    assert {row["group"] for row in data["ablation"]} >= {"clean", "all", "obscuring (causal)", "leading (attribution)"}
+    assert len(data["pixels"]) == 8 and data["colour_range"] == [exp.vmin, exp.vmax]
+    assert {row["group"] for row in data["ablation"]} == {"clean", "all", "obscuring", "leading"}
+    assert data["holds"] is True and data["sentence"] == exp.sentence and data["joint"]["pixels"] == 8
     paths = save_figures(exp, result, tmp_path)
-    assert [p.name for p in paths] == ["maps.png", "pixels.png", "ablation.png"]
+    assert [p.name for p in paths] == ["maps.png", "pixels.png", "ablation.png", "contributions.png"]
     assert all(Image.open(p).size[0] > 100 for p in paths)
     cheap = explain_pixels(region_model, result)
     assert cheap.maps == {} and cheap.agreement is None
     assert [p.label for p in cheap.pixels] == [p.label for p in exp.pixels]
     json.dumps(cheap.to_dict())  # NaN-free
+
+
+def test_spearman_agreement_rule():
+    assert spearman(np.array([1.0, 2, 3, 4]), np.array([10.0, 20, 30, 40])) == pytest.approx(1.0)
+    assert spearman(np.array([1.0, 2, 3, 4]), np.array([4.0, 3, 2, 1])) == pytest.approx(-1.0)
+    assert spearman(np.array([1.0, 2]), np.array([1.0, 2])) is None  # too few pixels
+    assert spearman(np.array([1.0, 1, 1]), np.array([1.0, 2, 3])) is None  # a flat map ranks nothing
+
+
+def test_gradcam_layer_is_finer_than_the_default(real_model):
+    name = find_cam_layer(real_model, 14)
+    seen = {}
+    layer = real_model.network.get_submodule(name)
+    handle = layer.register_forward_hook(lambda m, i, o: seen.update(shape=o.shape))
+    try:
+        with torch.no_grad():
+            real_model(torch.zeros(1, 3, 224, 224))
+    finally:
+        handle.remove()
+    assert seen["shape"][-1] >= 14 > 7
+    assert list(hooks_on(real_model)) == []

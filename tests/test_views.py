@@ -84,29 +84,35 @@ def test_pixel_views_accept_dicts_and_dataclasses():
         before: tuple
         after: tuple
         label: str
-        true_prob_recovery: float = 0.1
-        adv_prob_drop: float = 0.2
-        obscuring_score: float = 0.9
-        leading_score: float = 0.5
-        agree: bool = True
+        obscuring: float = 0.3
+        leading: float = 0.1
+        obscuring_se: float = 0.0
+        leading_se: float = 0.0
+        alone_share: float = 0.2
 
     records = [Record(1, 1, (0, 0, 0), (9, 9, 9), "obscuring"),
                {"y": 2, "x": 2, "before": (0, 0, 0), "after": (5, 5, 5), "kind": "leading",
-                "causal_true_recovery": 0.0, "causal_adv_drop": 0.3, "attribution_true": 0.1,
-                "attribution_adv": 0.95, "views_agree": False}]
+                "obscuring": -0.05, "leading": 0.6, "obscuring_se": 0.01, "leading_se": 0.02, "alone_share": 0.4}]
     table = views.pixel_table(records)
     assert [r["kind"] for r in table] == ["obscuring", "leading"]
-    assert table[1]["adv-class drop if reverted"] == 0.3
+    assert table[1]["leading (adv-class evidence rise)"] == 0.6 and table[1]["± leading"] == 0.02
     figure = views.pixels_by_kind(torch.zeros(3, 4, 4), records)
     assert {t.name.split(" ")[0] for t in figure.data if t.type == "scatter"} == {"obscuring", "leading"}
+    chart = views.contribution_chart(records)
+    assert [list(t.y) for t in chart.data] == [[-0.05, 0.3], [0.6, 0.1]]  # sorted by total contribution
+    assert chart.data[1].error_y.visible and "± " in chart.data[0].hovertemplate
+    joint = views.joint_action_bars(records)
+    assert list(joint.data[0].y) == [0.4, 0.2, 1.0]
 
 
 def test_ablation_bars_grouped():
-    rows = [{"group": g, "pixels": n, "true_prob": t, "adv_prob": a}
-            for g, n, t, a in (("none", 0, 0.8, 0.1), ("all", 3, 0.1, 0.7))]
+    rows = [{"group": g, "pixels": n, "true_prob": t, "adv_prob": a, "true_drop": d, "adv_rise": r}
+            for g, n, t, a, d, r in (("clean", 0, 0.8, 0.1, 0.0, 0.0), ("obscuring", 2, 0.5, 0.2, 1.5, 0.2),
+                                     ("all", 3, 0.1, 0.7, 2.0, 3.0))]
     figure = views.ablation_bars(rows)
     assert figure.layout.barmode == "group" and len(figure.data) == 2
-    assert list(figure.data[0].y) == [0.8, 0.1]
+    assert list(figure.data[0].y) == [1.5, 2.0] and list(figure.data[1].y) == [0.2, 3.0]
+    assert list(figure.data[1].text) == ["p=20%", "p=70%"]
 
 
 def test_load_upload_returns_one_line_error():

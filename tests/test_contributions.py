@@ -1,0 +1,234 @@
+"""Contributions that add up: hand-computed games, the AND/OR cases the old rule missed, sampling, seeds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from sparseviz.contributions import PixelGame, SplitConfig, split, split_label
+from sparseviz.hygiene import EvalMode, hooks_on
+from sparseviz.models import ImageClassifier
+from sparseviz.proof import prove, sentence
+
+SIZE = 8
+METHODS = [SplitConfig(method="integrated_gradients"), SplitConfig(method="shapley"),
+           SplitConfig(method="shapley", exact_max_pixels=1, shapley_permutations=6)]
+
+
+class Game(nn.Module):
+    """Logits (z_y, z_a, 8 x (-(z_y + z_a) / 8 - 10)): their mean is constant (-8), so centred logits
+    move exactly as the raw ones and each pixel's effect can be computed by hand."""
+
+    def __init__(self, true_fn, adv_fn) -> None:
+        super().__init__()
+        self.true_fn, self.adv_fn = true_fn, adv_fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        zy, za = self.true_fn(x), self.adv_fn(x)
+        rest = (-(zy + za) / 8 - 10.0)[:, None].expand(-1, 8)
+        return torch.cat([torch.stack([zy, za], dim=1), rest], dim=1)
+
+
+def wrap(network: nn.Module) -> ImageClassifier:
+    return ImageClassifier(network, name="game", class_names=["true", "adv"] + [f"rest{i}" for i in range(8)], input_size=SIZE,
+                           resize_size=SIZE, mean=(0, 0, 0), std=(1, 1, 1))
+
+
+def red(x: torch.Tensor, y: int, c: int) -> torch.Tensor:
+    return x[:, 0, y, c]
+
+
+# ------------------------------------------------------------------ additive: known by hand
+
+WR, WG = 2.0, 3.0
+CHANGED = [(1, 1), (2, 5), (6, 3)]
+
+
+def additive_case():
+    """z_y = 2 x (sum of red), z_a = 3 x (sum of green) - 1: every pixel's two effects by hand."""
+    model = wrap(Game(lambda x: WR * x[:, 0].flatten(1).sum(1), lambda x: WG * x[:, 1].flatten(1).sum(1) - 1.0))
+    clean = torch.zeros(3, SIZE, SIZE)
+    clean[0, :3] = 0.4  # rows 0-2 red: z_y = 2 * 0.4 * 24 = 19.2
+    adv = clean.clone()
+    adv[0, 1, 1] = 0.0  # remove 0.4 red
+    adv[0, 2, 5] = 0.2  # remove 0.2 red ...
+    adv[1, 2, 5] = 1.0  # ... and add full green
+    adv[1, 6, 3] = 1.0  # add full green where there was no red
+    obscuring = np.array([WR * 0.4, WR * 0.2, 0.0])
+    leading = np.array([0.0, WG * 1.0, WG * 1.0])
+    return model, clean, adv, obscuring, leading
+
+
+@pytest.mark.parametrize("config", METHODS, ids=["ig", "shapley_exact", "shapley_sampled"])
+def test_additive_model_matches_hand_computed_contributions(config):
+    model, clean, adv, obscuring, leading = additive_case()
+    c = split(model, clean, adv, 0, 1, config=config)
+    assert [(int(y), int(x)) for y, x in zip(c.ys, c.xs)] == CHANGED
+    np.testing.assert_allclose(c.obscuring, obscuring, atol=1e-4)
+    np.testing.assert_allclose(c.leading, leading, atol=1e-4)
+    assert c.total_drop == pytest.approx(obscuring.sum(), abs=1e-4)
+    assert c.total_rise == pytest.approx(leading.sum(), abs=1e-4)
+    assert c.completeness_error < 1e-4
+    assert c.labels() == ["obscuring", "leading", "leading"]  # (2,5): shares 0.33 vs 0.5 -> leading
+
+
+def test_additive_group_ablation_holds_and_sentence():
+    model, clean, adv, *_ = additive_case()
+    c = split(model, clean, adv, 0, 1)
+    labels = c.labels()
+    game = PixelGame(model, clean, adv, torch.from_numpy(c.ys), torch.from_numpy(c.xs), (0, 1))
+    ablation, joint = prove(game, c, labels)
+    assert ablation.row("obscuring").true_drop == pytest.approx(WR * 0.4, abs=1e-4)
+    assert ablation.row("leading").adv_rise == pytest.approx(2 * WG, abs=1e-4)
+    assert ablation.row("all").true_drop == pytest.approx(WR * 0.6, abs=1e-4)
+    assert ablation.holds, ablation.why
+    # additive: what each does alone sums to the whole
+    assert joint.singles_sum_share == pytest.approx(1.0, abs=1e-4)
+    text = sentence(c, labels, joint, "true", "adv", (SIZE, SIZE))
+    assert "1 pixel" in text and "hides 'true' evidence" in text and "2 pixels" in text
+
+
+# ------------------------------------------------------------------ AND / OR: what one-at-a-time missed
+
+
+def old_one_at_a_time_label(true_effect: float, adv_effect: float, scale: float, threshold: float = 0.05) -> str:
+    """The rule sparseviz used before issue 13: one pixel's own effect against 5% of the attack's shift."""
+    obscures, leads = true_effect / scale >= threshold, adv_effect / scale >= threshold
+    return "both" if obscures and leads else "obscuring" if obscures else "leading" if leads else "neither"
+
+
+def and_or_case(kind: str):
+    """Two red pixels. AND: z_a = 4 r1 r2 - 1; OR: z_a = 4 (r1 + r2 - r1 r2) - 1. z_y = 0. Both flip at r = 1."""
+    if kind == "and":
+        adv_fn = lambda x: 4 * red(x, 2, 2) * red(x, 5, 5) - 1.0  # noqa: E731
+    else:
+        adv_fn = lambda x: 4 * (red(x, 2, 2) + red(x, 5, 5) - red(x, 2, 2) * red(x, 5, 5)) - 1.0  # noqa: E731
+    model = wrap(Game(lambda x: torch.zeros(len(x)), adv_fn))
+    clean = torch.zeros(3, SIZE, SIZE)
+    adv = clean.clone()
+    adv[0, 2, 2] = adv[0, 5, 5] = 1.0
+    return model, clean, adv
+
+
+@pytest.mark.parametrize("kind", ["and", "or"])
+@pytest.mark.parametrize("config", METHODS, ids=["ig", "shapley_exact", "shapley_sampled"])
+def test_joint_pixels_get_half_each_where_one_at_a_time_saw_nothing(kind, config):
+    model, clean, adv = and_or_case(kind)
+    with torch.no_grad():
+        z = model(torch.stack([clean, adv]))
+        assert int(z[0].argmax()) == 0 and int(z[1].argmax()) == 1
+        singles = []
+        for y, x in ((2, 2), (5, 5)):
+            one = clean.clone() if kind == "and" else adv.clone()  # AND: paste alone; OR: revert alone
+            one[0, y, x] = adv[0, y, x] if kind == "and" else clean[0, y, x]
+            za = float(model(one[None])[0, 1])
+            singles.append(za - float(z[0, 1]) if kind == "and" else float(z[1, 1]) - za)
+    scale = float(z[1, 1] - z[0, 1])
+    # the old rule sees no effect from either pixel on its own ...
+    assert [old_one_at_a_time_label(0.0, s, scale) for s in singles] == ["neither", "neither"]
+    # ... the split gives each pixel half of the rise, and labels both leading
+    c = split(model, clean, adv, 0, 1, config=config)
+    np.testing.assert_allclose(c.leading, [2.0, 2.0], atol=1e-4)
+    np.testing.assert_allclose(c.obscuring, [0.0, 0.0], atol=1e-4)
+    assert c.labels() == ["leading", "leading"]
+    assert [old_one_at_a_time_label(0.0, s, scale) for s in singles] != c.labels()
+
+
+def test_and_pixels_only_work_together():
+    model, clean, adv = and_or_case("and")
+    c = split(model, clean, adv, 0, 1)
+    game = PixelGame(model, clean, adv, torch.from_numpy(c.ys), torch.from_numpy(c.xs), (0, 1))
+    _, joint = prove(game, c, c.labels())
+    assert joint.alone_flips == 0 and joint.best_single_share == pytest.approx(0.0, abs=1e-6)
+    assert joint.smallest_flipping_set == 2
+    assert "No pixel alone does it" in sentence(c, c.labels(), joint, "true", "adv", (SIZE, SIZE))
+
+
+# ------------------------------------------------------------------ sampling, seeds, rule
+
+
+def interaction_case():
+    """Six red pixels with pairwise and triple interactions: Shapley values are not trivial."""
+    spots = [(0, 0), (1, 3), (2, 6), (4, 1), (5, 5), (7, 7)]
+
+    def adv_fn(x: torch.Tensor) -> torch.Tensor:
+        r = torch.stack([red(x, y, c) for y, c in spots], dim=1)
+        return (r * torch.tensor([1.0, 0.5, 0.2, 0.1, 0.3, 0.7])).sum(1) + 2 * r[:, 0] * r[:, 1] \
+            + 3 * r[:, 2] * r[:, 3] * r[:, 4] - r[:, 5] * r[:, 0] - 2.0
+
+    model = wrap(Game(lambda x: -0.5 * red(x, 1, 3) - red(x, 7, 7) * red(x, 4, 1), adv_fn))
+    clean = torch.zeros(3, SIZE, SIZE)
+    adv = clean.clone()
+    for y, c in spots:
+        adv[0, y, c] = 1.0
+    return model, clean, adv
+
+
+def test_sampled_shapley_converges_to_exact():
+    model, clean, adv = interaction_case()
+    exact = split(model, clean, adv, 0, 1, config=SplitConfig(method="shapley", exact_max_pixels=8))
+    assert exact.method == "shapley_exact" and exact.completeness_error < 1e-4
+    errors = []
+    for permutations in (2, 16, 200):
+        sampled = split(model, clean, adv, 0, 1, config=SplitConfig(
+            method="shapley", exact_max_pixels=0, shapley_permutations=permutations, max_evaluations=10 ** 6))
+        assert sampled.method == "shapley_sampled"
+        assert sampled.completeness_error < 1e-4  # every permutation is efficient on its own
+        errors.append(float(np.abs(np.r_[sampled.leading - exact.leading, sampled.obscuring - exact.obscuring]).max()))
+    assert errors[2] < 0.05 and errors[2] < errors[0]
+    # the standard errors are honest: the exact values sit within 4 SE of the 200-permutation estimate
+    assert np.all(np.abs(sampled.leading - exact.leading) <= 4 * sampled.leading_se + 1e-6)
+
+
+def test_sampling_is_seeded_and_leaves_the_global_rng_alone():
+    model, clean, adv = interaction_case()
+    config = SplitConfig(method="shapley", exact_max_pixels=0, shapley_permutations=4)
+    state = torch.get_rng_state()
+    a = split(model, clean, adv, 0, 1, config=config)
+    b = split(model, clean, adv, 0, 1, config=config)
+    c = split(model, clean, adv, 0, 1, config=SplitConfig(method="shapley", exact_max_pixels=0,
+                                                          shapley_permutations=4, seed=1))
+    assert torch.equal(torch.get_rng_state(), state)
+    np.testing.assert_array_equal(a.leading, b.leading)
+    np.testing.assert_array_equal(a.leading_se, b.leading_se)
+    assert not np.array_equal(a.leading, c.leading)
+
+
+def test_budget_limits_sampling_and_says_so():
+    model, clean, adv = interaction_case()
+    c = split(model, clean, adv, 0, 1, config=SplitConfig(method="shapley", exact_max_pixels=0,
+                                                          shapley_permutations=64, max_evaluations=60))
+    assert "budget" in c.note and c.evaluations <= 60 + 2
+
+
+def test_progress_reports_and_model_left_clean():
+    model, clean, adv = interaction_case()
+    model.network.training = True
+    seen: list[float] = []
+    with EvalMode(model):
+        split(model, clean, adv, 0, 1, progress=lambda f, stage: seen.append(f))
+    assert model.network.training is True
+    model.network.training = False
+    assert seen and max(seen) == pytest.approx(1.0) and all(0 <= f <= 1 for f in seen)
+    assert list(hooks_on(model)) == []
+    assert clean.grad is None and adv.grad is None
+
+
+def test_labelling_rule():
+    assert split_label(0.5, 0.1) == "obscuring"
+    assert split_label(0.1, 0.5) == "leading"
+    assert split_label(0.3, 0.28) == "both"  # within 1.25x of each other
+    assert split_label(0.3, 0.25, ratio=1.1) == "obscuring"
+    assert split_label(0.2, -0.1) == "obscuring"  # works against the rise, for the drop
+    assert split_label(-0.1, 0.2) == "leading"
+    assert split_label(-0.1, -0.2) == "neither"  # against the flip in both effects
+    assert split_label(0.0, 0.0) == "neither"
+
+
+def test_bad_config_is_refused():
+    with pytest.raises(ValueError, match="unknown split method"):
+        SplitConfig(method="lime")
+    with pytest.raises(ValueError, match="exact_max_pixels"):
+        SplitConfig(exact_max_pixels=30)
