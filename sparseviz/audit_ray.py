@@ -31,7 +31,7 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, cast
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -151,7 +151,7 @@ class RowLog:
 
 def model_shell(model: ImageClassifier) -> ImageClassifier:
     """The model's class names and preprocessing without its weights: cheap to ship to decode tasks."""
-    mean, std = cast(torch.Tensor, model.mean), cast(torch.Tensor, model.std)
+    mean, std = model.mean, model.std
     return ImageClassifier(
         nn.Identity(), name=model.name, class_names=model.class_names, input_size=model.input_size,
         resize_size=model.resize_size, mean=mean.flatten().tolist(), std=std.flatten().tolist(),

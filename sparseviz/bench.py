@@ -280,8 +280,8 @@ def run_bench(
     rank = {name: i for i, name in enumerate(attacks)}
     rows.sort(key=lambda r: (order[r["image"]], rank[r["attack"]]))
     for row in rows:
-        for other in transfer_names:
-            row.setdefault(f"transfer_{other}", "")
+        for other_name in transfer_names:
+            row.setdefault(f"transfer_{other_name}", "")
     meta.update({
         "model": model.name,
         "images": len(images),

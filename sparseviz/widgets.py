@@ -15,7 +15,7 @@ def option_widget(container: Any, config_type: type, name: str, *, key: str, val
     option's help; ``value`` defaults to the option's default.
     """
     spec = options.spec(config_type, name)
-    low, high, step = spec.ui if spec.ui is not None else (spec.low, spec.high, 1)
+    low, high, step = spec.ui if spec.ui is not None else (spec.low or 0, spec.high or 0, 1)
     value = spec.default if value is None else value
     label = label or name.replace("_", " ")
     if spec.kind is bool:

@@ -65,7 +65,7 @@ def test_top5_bars_union_of_classes():
 def test_maps_grid_one_shared_scale():
     maps = {(a, b): np.random.default_rng(0).random((6, 6)).astype(np.float32)
             for a in ("clean", "adv") for b in ("true", "adv")}
-    pixels = [{"y": 1, "x": 2, "before": (0, 0, 0), "after": (1, 1, 1), "kind": "leading"}]
+    pixels = [{"y": 1, "x": 2, "before": (0, 0, 0), "after": (1, 1, 1), "label": "leading"}]
     figure = views.maps_grid(maps, 0.0, 2.0, pixels)
     heatmaps = [t for t in figure.data if t.type == "heatmap"]
     assert len(heatmaps) == 4
@@ -91,7 +91,7 @@ def test_pixel_views_accept_dicts_and_dataclasses():
         alone_share: float = 0.2
 
     records = [Record(1, 1, (0, 0, 0), (9, 9, 9), "obscuring"),
-               {"y": 2, "x": 2, "before": (0, 0, 0), "after": (5, 5, 5), "kind": "leading",
+               {"y": 2, "x": 2, "before": (0, 0, 0), "after": (5, 5, 5), "label": "leading",
                 "obscuring": -0.05, "leading": 0.6, "obscuring_se": 0.01, "leading_se": 0.02, "alone_share": 0.4}]
     table = views.pixel_table(records)
     assert [r["kind"] for r in table] == ["obscuring", "leading"]

@@ -151,7 +151,8 @@ class AttackResult:
 
     @property
     def l2(self) -> torch.Tensor:
-        return self.perturbation.flatten(1).norm(dim=1)
+        norms: torch.Tensor = self.perturbation.flatten(1).norm(dim=1)
+        return norms
 
     @property
     def linf(self) -> torch.Tensor:

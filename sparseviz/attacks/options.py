@@ -14,7 +14,6 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass
-from functools import cache
 from collections.abc import Callable
 from typing import Any, Union
 
@@ -84,9 +83,17 @@ def _kind(annotation: Any) -> tuple[type, bool]:
     return annotation, False
 
 
-@cache
+_SPECS: dict[type, tuple[OptionSpec, ...]] = {}
+
+
 def specs(config_type: type) -> tuple[OptionSpec, ...]:
-    """The options of a config dataclass, in field order."""
+    """The options of a config dataclass, in field order (read once per type)."""
+    if config_type not in _SPECS:
+        _SPECS[config_type] = _read_specs(config_type)
+    return _SPECS[config_type]
+
+
+def _read_specs(config_type: type) -> tuple[OptionSpec, ...]:
     hints = typing.get_type_hints(config_type)
     found = []
     for field in dataclasses.fields(config_type):

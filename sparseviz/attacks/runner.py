@@ -99,7 +99,7 @@ class AttackRun:
 
     def forward(self, images: torch.Tensor, index: torch.Tensor | int | slice) -> torch.Tensor:
         """Logits of ``images`` (one per image at ``index``), each charged one call."""
-        logits = self.model(images)
+        logits: torch.Tensor = self.model(images)
         self.calls[index] += 1
         return logits
 

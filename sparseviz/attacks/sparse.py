@@ -14,7 +14,7 @@ where ``margin`` is negative exactly when the model is fooled (see ``base.margin
 and ``sum(m)`` is the relaxed pixel count; ``lambda = sparsity_weight x`` a per-image
 scale (adapted up while the binary mask fools the model, down while it does not).
 
-Three details make it work in tens of steps:
+Four details make it work in tens of steps:
 - A zero perturbation gives the gate no adversarial gradient, so ``v`` starts from
   the corners a signed gradient step points to, and the gate logits start from each
   pixel's first-order payoff (how much setting it to ``v`` lowers the margin).
