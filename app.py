@@ -181,7 +181,8 @@ def presets_ui() -> None:
 
     def apply(preset: demo.Preset) -> None:
         st.session_state.update({
-            "source": "bundled photo", "bundled": preset.photo, "weight": preset.sparsity_weight,
+            "source": "bundled photo", "bundled": preset.photo, "model": DEFAULT_MODEL,
+            "weight": preset.sparsity_weight,
             "steps": DEFAULTS.steps, "seed": DEFAULTS.seed, "mode": "targeted" if preset.target else "untargeted",
             "autorun": True, "lesson": preset.lesson,
         })
@@ -712,7 +713,8 @@ def main() -> None:
         remember("results", key, handoff)  # an image opened from the Audit page, with its audit result
         st.session_state["last_key"] = key
     if submitted and recall("results", key) is None:
-        warm = prefetched(image_id, model_id, settings)
+        with st.spinner("The server started this very attack when it started; taking its result..."):
+            warm = prefetched(image_id, model_id, settings)
         if warm is not None:  # the server computed the default flip at start: same settings, same pixels
             remember("results", key, warm)
     status = st.empty()  # queue place / progress bar + Stop while waiting, one line otherwise: the tabs never move

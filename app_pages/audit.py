@@ -81,7 +81,8 @@ def run_ui(model_name: str, config: SparseConfig) -> None:
         st.error("No usable images: " + ("; ".join(f"{n}: {r}" for n, r in folder.skipped[:5]) or "none chosen."))
         return
     total = len(folder.images)
-    left, right = st.columns([5, 1], vertical_alignment="center")
+    place = st.empty()  # progress bar + Stop while running, gone afterwards
+    left, right = place.container().columns([5, 1], vertical_alignment="center")
     bar = left.progress(0.0, text=f"auditing {total} image(s)...")
     right.button("Stop", key="stop_audit", width="stretch", help="Stop after the current image; keep what is done.")
     interrupted: list[BaseException] = []
@@ -112,7 +113,7 @@ def run_ui(model_name: str, config: SparseConfig) -> None:
     }
     if interrupted:
         raise interrupted[0]
-    bar.empty()
+    place.empty()
 
 
 def open_in_single_view(kept: dict, row: dict) -> None:

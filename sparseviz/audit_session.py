@@ -67,10 +67,13 @@ def thumbnail_path(row: dict[str, Any]) -> str | None:
 
 
 def extremes(report: AuditReport, count: int = 4) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(most fragile, least fragile) attacked rows: fewest pixels first; not fooled counts as least fragile."""
+    """(most fragile, least fragile) attacked rows, ``count`` each at most and never the same image twice.
+
+    Most fragile: fewest pixels first. Least fragile: not fooled first, then most pixels. With
+    few images the two halves split them (3 images: 2 most, 1 least).
+    """
     attacked = [r for r in report.rows if r["status"] == "attacked"]
-    flipped = report.flipped
-    most = flipped[:count]
+    most = report.flipped[:min(count, max(1, len(attacked) // 2 + len(attacked) % 2))]
     robust = sorted(attacked, key=lambda r: (r["success"] == 1, -(r["pixels"] or 0) if r["pixels"] != "" else 0,
                                              r["image"]))
     least = [r for r in robust if r not in most][:count]
