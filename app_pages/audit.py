@@ -57,6 +57,10 @@ def inputs_ui() -> tuple[str, SparseConfig] | None:
     seed = st.sidebar.number_input("seed", 0, 2**31 - 1, int(DEFAULTS.seed), key="audit_seed")
     st.sidebar.caption("Untargeted, one image at a time, as `sparseviz audit`; labels are the model's own clean "
                        "predictions.")
+    if audit_session.ray_address() is not None:  # the server was started with SPARSEVIZ_AUDIT_RAY set
+        st.sidebar.radio("engine", ["local", "ray"], horizontal=True, key="audit_engine",
+                         help=f"ray: `sparseviz audit --engine ray` on {audit_session.ray_address()} "
+                              "(runs to the end; Stop is for the local engine)")
     return model_name, SparseConfig(sparsity_weight=float(weight), steps=int(steps), seed=int(seed))
 
 
@@ -68,8 +72,9 @@ def collect() -> audit_inputs.Collected:
 
 
 def audit_work(model: ImageClassifier, model_name: str, folder: LoadedFolder, collected: audit_inputs.Collected,
-               config: SparseConfig, gallery: bool) -> jobs.Work:
-    """The audit as a job on the server's shared pool: progress per image, stops between images."""
+               config: SparseConfig, gallery: bool, ray_address: str | None) -> jobs.Work:
+    """The audit as a job on the server's shared pool: progress per image, stops between images
+    (the Ray engine, when chosen, runs to the end)."""
     total = len(folder.images)
 
     def work(ctx: jobs.JobContext) -> dict[str, Any]:
@@ -79,13 +84,22 @@ def audit_work(model: ImageClassifier, model_name: str, folder: LoadedFolder, co
             done.append(name)
             ctx.report(len(done) / total, f"{len(done)}/{total} done (last: {name})")
 
-        run = audit_session.run_in_memory(model, folder, config=config, on_step=on_step, should_stop=ctx.should_stop)
-        originals = {item.name: item.image for item in folder.images}
+        if ray_address is not None:
+            run = audit_session.run_on_ray(model_name, collected, config=config, address=ray_address, on_row=on_step)
+        else:
+            run = audit_session.run_in_memory(model, folder, config=config, on_step=on_step,
+                                              should_stop=ctx.should_stop)
+
+        def row_name(name: str) -> str:  # the Ray engine reads the files flat (a/b.png as a__b.png)
+            return name.replace("/", "__") if ray_address is not None else name
+
+        originals = {row_name(item.name): item.image for item in folder.images}
+        sources = {row_name(name): data for name, data in collected.files.items()}
         most, least = audit_session.extremes(run.report, SHOWN)
         return {
             "run": run, "model": model_name, "config": config,
-            "originals": {r["image"]: originals[r["image"]] for r in most + least},
-            "sources": {r["image"]: collected.files[r["image"]] for r in most + least if r["image"] in collected.files},
+            "originals": {r["image"]: originals[r["image"]] for r in most + least if r["image"] in originals},
+            "sources": {r["image"]: sources[r["image"]] for r in most + least if r["image"] in sources},
             "gallery": gallery,
         }
 
@@ -97,7 +111,7 @@ def run_ui(model_name: str, config: SparseConfig, start: bool) -> None:
 
     The page shows its place in the queue, then a progress bar and Stop (which keeps the images
     done); the finished or stopped run is kept in the session. Identical audits (same model,
-    settings and image bytes) from any session share one run.
+    settings, engine and image bytes) from any session share one run.
     """
     waiting = st.session_state.get("job")
     if start:
@@ -111,12 +125,14 @@ def run_ui(model_name: str, config: SparseConfig, start: bool) -> None:
         if not folder.images:
             st.error("No usable images: " + ("; ".join(f"{n}: {r}" for n, r in folder.skipped[:5]) or "none chosen."))
             return
+        address = audit_session.ray_address()
+        on_ray = address if address is not None and st.session_state.get("audit_engine") == "ray" else None
         digest = hashlib.sha256()
         for name, data in collected.files.items():
             digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
         gallery = st.session_state.get("audit_source") == GALLERY
-        key: tuple = (model_name, config, digest.hexdigest()[:16], gallery)
-        work: jobs.Work | None = audit_work(model, model_name, folder, collected, config, gallery)
+        key: tuple = (model_name, config, digest.hexdigest()[:16], gallery, on_ray)
+        work: jobs.Work | None = audit_work(model, model_name, folder, collected, config, gallery, on_ray)
     elif waiting is not None and waiting.kind == "audit":  # this session's audit, queued before a rerun
         key, work = cast(tuple, waiting.key)[1:], None
     else:
@@ -148,7 +164,7 @@ def thumbnails_ui(kept: dict, rows: list[dict], title: str, key: str) -> None:
     if not rows:
         st.caption("none")
         return
-    columns = st.columns(len(rows))
+    columns = st.columns(SHOWN)  # same thumbnail size whatever the count
     run = kept["run"]
     for number, (column, row) in enumerate(zip(columns, rows)):
         picture = run.file(audit_session.thumbnail_path(row) or str(row["adversarial_png"]))
@@ -157,8 +173,9 @@ def thumbnails_ui(kept: dict, rows: list[dict], title: str, key: str) -> None:
         verdict = (f"{row['true_name']} -> {row['adv_name']} with **{row['pixels']} px**" if row["success"] == 1
                    else f"{row['true_name']}: **not fooled**")
         column.markdown(f"{row['image']}: {verdict}")
-        column.button("open in the single-image view", key=f"{key}_{number}", on_click=open_in_single_view,
-                      args=(kept, row), width="stretch")
+        if row["image"] in kept["originals"]:
+            column.button("open in the single-image view", key=f"{key}_{number}", on_click=open_in_single_view,
+                          args=(kept, row), width="stretch")
 
 
 def results_ui(kept: dict) -> None:

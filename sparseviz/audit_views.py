@@ -33,7 +33,9 @@ def pixels_figure(report: AuditReport) -> go.Figure:
         ys = [0.0] + [(i + 1) / attacked for i in range(len(pixels))]
         figure.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", line_shape="hv", line=dict(color="#4c78a8", width=3),
                                     name="share flipped"), 1, 2)
-        figure.update_xaxes(type="log" if pixels[-1] > 50 else "linear", title_text="pixels changed", row=1, col=2)
+        ticks = [t for t in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000) if t <= 2 * pixels[-1]]
+        figure.update_xaxes(type="log" if pixels[-1] > 50 else "linear", title_text="pixels changed",
+                            tickvals=ticks if pixels[-1] > 50 else None, row=1, col=2)
     figure.update_yaxes(title_text="images", rangemode="tozero", row=1, col=1)
     if max([count for _, count in histogram] + [0]) <= 10:
         figure.update_yaxes(dtick=1, row=1, col=1)  # no "0.2 images" ticks on a small audit

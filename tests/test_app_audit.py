@@ -183,3 +183,34 @@ def test_results_stay_when_settings_change_and_come_back(tiny_registered):
     assert at.selectbox(key="model").value == "tiny" and at.number_input(key="steps").value == STEPS
     assert {m.label: m.value for m in at.metric}["pixels changed"] == first
     assert len(at.session_state["results"]) == 2  # shown from the session's results, never run again
+
+
+def test_ray_engine_is_offered_when_configured(tiny_registered, monkeypatch):
+    """With SPARSEVIZ_AUDIT_RAY set the page offers the Ray engine and hands it the files (flat, as one folder).
+
+    Ray itself is replaced by the local engine on that folder (tests/test_ray_audit.py covers Ray).
+    """
+    from sparseviz import audit_ray
+    from sparseviz.audit import run_audit
+    from sparseviz.bench import load_folder
+
+    calls: list[dict] = []
+
+    def fake_ray(folder, loader, *, out, config=None, settings=None, on_row=None, attack="sparse"):
+        calls.append({"files": sorted(p.name for p in Path(folder).iterdir()), "address": settings.address})
+        model = loader("cpu")
+        return run_audit(model, load_folder(folder, model), out=out, config=config,
+                         on_step=lambda name: on_row({"image": name}, True) if on_row else None)
+
+    monkeypatch.setattr(audit_ray, "run_ray_audit", fake_ray)
+    at = _audit_page(["coffee", "chelsea"])
+    assert not [r for r in at.sidebar.radio if r.key == "audit_engine"]
+    monkeypatch.setenv("SPARSEVIZ_AUDIT_RAY", "local")
+    at.run()
+    at.radio(key="audit_engine").set_value("ray")
+    at.button(key="run_audit").click().run()
+    assert not at.exception, at.exception
+    assert calls == [{"files": ["chelsea.png", "coffee.png"], "address": None}]
+    run = at.session_state["audit_run"]["run"]
+    assert sorted(r["image"] for r in run.report.rows) == ["chelsea.png", "coffee.png"]
+    assert run.file("report.html") and run.file("audit.csv")

@@ -101,7 +101,7 @@ def _check_big_numbers(page, width: int, height: int) -> list[float]:
     for i in range(3):
         box = values.nth(i).bounding_box()
         assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width, (width, box)
-    _view(page, page.locator('[data-baseweb="tab-list"]').first, f"result_{width}x{height}.png", width, height)
+    _view(page, page.get_by_role("tablist").first, f"result_{width}x{height}.png", width, height)
     return sizes
 
 
@@ -159,7 +159,9 @@ def test_browser_run_explain_and_bad_upload(server, tmp_path):
             page.get_by_text("group ablation").first.wait_for(timeout=60_000)
             assert page.locator('[data-testid="stException"]').count() == 0
             _screenshot(page, "interpretation.png")
-            _view(page, page.get_by_text("attribution method").first, "why_1920x1080.png", 1920, 1080)
+            maps = page.locator(".st-key-maps")  # the attribution maps (keyed plotly chart), else the tab's top
+            _view(page, maps.first if maps.count() else page.get_by_role("tablist").first, "why_1920x1080.png",
+                  1920, 1080)
             page.set_viewport_size({"width": 1500, "height": 1100})
 
             page.get_by_role("tab", name="Compare").click()
@@ -199,9 +201,15 @@ def test_browser_run_explain_and_bad_upload(server, tmp_path):
             assert page.locator('[data-testid="stException"]').count() == 0
             assert page.locator('.st-key-big_audit [data-testid="stMetricValue"]').first.inner_text().endswith("/3")
             _view(page, page.locator("h1").first, "audit_1920x1080.png", 1920, 1080)
+            with page.expect_download(timeout=60_000) as download:
+                page.get_by_role("button", name="audit.csv").click()
+            download.value.save_as(str(ARTIFACTS / "audit_page.csv"))  # compared with `sparseviz audit` in the note
+            rows = (ARTIFACTS / "audit_page.csv").read_text().splitlines()
+            assert len(rows) == 1 + len(AUDIT_PHOTOS) and rows[0].startswith("image,status")
             _screenshot(page, "audit_full.png", height=2400, width=1920)
             page.get_by_role("button", name="open in the single-image view").first.click()
-            page.get_by_text("pixels changed").first.wait_for(timeout=RESULT_TIMEOUT_MS)
+            page.locator(".st-key-big_numbers").first.wait_for(timeout=RESULT_TIMEOUT_MS)  # the single-image view
+            assert "->" in page.locator(".sv-headline").first.inner_text()
             assert page.locator('[data-testid="stException"]').count() == 0
             _screenshot(page, "audit_opened.png", height=1400)
         finally:
