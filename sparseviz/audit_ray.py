@@ -381,7 +381,10 @@ def _stream(ray: Any, items: list[dict[str, Any]], shell: ImageClassifier, diges
     context.enable_progress_bars = False  # the CLI draws one bar for the whole job
     context.print_on_execution_start = False
     dataset = ray.data.from_items(items, override_num_blocks=min(len(items), 200))
-    dataset = dataset.map(_Decode(shell, digest, frozenset(previous)), num_cpus=0.5)
+    # Decoding costs milliseconds an image; one decode task per worker keeps the actors fed without
+    # filling small machines with processes that each import torch.
+    dataset = dataset.map(_Decode(shell, digest, frozenset(previous)), num_cpus=0.5,
+                          compute=ray.data.TaskPoolStrategy(size=settings.workers))
     with warnings.catch_warnings():
         # Bounded restarts are only expressible as remote args in Ray 2.60 (deprecated for 2.64); Ray Data's
         # default is unbounded, which would loop forever on a batch that kills its actor every time.
