@@ -232,3 +232,23 @@ def test_bad_config_is_refused():
         SplitConfig(method="lime")
     with pytest.raises(ValueError, match="exact_max_pixels"):
         SplitConfig(exact_max_pixels=30)
+
+
+def test_smallest_flipping_set_matches_brute_force():
+    """Ten green pixels of falling weight; the flip needs the top m of them (m found by brute force)."""
+    spots = [(r, c) for r in range(2) for c in range(5)]
+    weights = torch.arange(10, 0, -1).float()
+
+    def adv_fn(x: torch.Tensor) -> torch.Tensor:
+        return (torch.stack([x[:, 1, r, c] for r, c in spots], dim=1) * weights).sum(1) - 37.0
+
+    model = wrap(Game(lambda x: torch.zeros(len(x)), adv_fn))
+    clean = torch.zeros(3, SIZE, SIZE)
+    adv = clean.clone()
+    for r, c in spots:
+        adv[1, r, c] = 1.0
+    c = split(model, clean, adv, 0, 1)
+    game = PixelGame(model, clean, adv, torch.from_numpy(c.ys), torch.from_numpy(c.xs), (0, 1))
+    _, joint = prove(game, c, c.labels())
+    brute = next(m for m in range(1, 11) if float(weights[:m].sum()) - 37.0 > 0)  # 10+9+8+7+6 = 40 > 37
+    assert joint.smallest_flipping_set == brute == 5
