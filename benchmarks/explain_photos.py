@@ -5,6 +5,8 @@
     python benchmarks/explain_photos.py attack --crops --cache bench-out/explain-cache   # skimage crops
     # 2. explain every cached photo with each split method and report
     python benchmarks/explain_photos.py explain --cache bench-out/explain-cache --out benchmarks/results
+    # 3. (several runs) merge their CSVs into one table
+    python benchmarks/explain_photos.py summarize run1/explain_contributions_cpu.csv run2/... --out benchmarks/results
 
 Attack: the default ``sparse`` attack (seed 0, untargeted) on the offline EfficientNet-Lite0.
 The cache holds 8-bit PNGs, so the explanation sees exactly the saved images. Explain:
@@ -161,6 +163,7 @@ def explain_step(args: argparse.Namespace) -> int:
             if not e.holds:
                 row["why"] = e.holds_why
             rows.append(row)
+            _write_csv(rows, args.out / "explain_contributions_cpu.csv")
             print(f"{name} [{split_method}] {len(e.pixels)} px {e.counts} holds={e.holds} "
                   f"err={row['relative_error']:.3f} {e.split_seconds:.1f}s (fwd {forward_ms:.0f} ms)"
                   + "".join(f" {k}={v if v is None else round(v, 2)}" for k, v in row.items() if k.startswith("agree_")),
@@ -168,13 +171,46 @@ def explain_step(args: argparse.Namespace) -> int:
     if not rows:
         print("no cached successful attacks; run the attack step first")
         return 1
-    args.out.mkdir(parents=True, exist_ok=True)
-    fields = sorted({k for r in rows for k in r}, key=lambda k: (k not in rows[0], list(rows[0]).index(k)
-                                                                if k in rows[0] else 0, k))
-    with open(args.out / "explain_contributions_cpu.csv", "w", newline="") as handle:
+    text = summary(rows, args)
+    (args.out / "explain_contributions_cpu.md").write_text(text)
+    print(text)
+    return 0
+
+
+def _write_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    """All rows so far (a long run keeps what it measured if it is stopped)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    with open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
+
+
+def _read_csv(path: Path) -> list[dict[str, Any]]:
+    numbers = {"pixels", "obscuring", "leading", "both", "neither", "holds", "alone_flips", "smallest_flipping_set",
+               "evaluations", "obscuring_n", "leading_n", "all_n"}
+    rows = []
+    with open(path, newline="") as handle:
+        for raw in csv.DictReader(handle):
+            row: dict[str, Any] = {}
+            for key, value in raw.items():
+                if value in ("", None):
+                    row[key] = None
+                elif key in numbers:
+                    row[key] = int(value)
+                else:
+                    try:
+                        row[key] = float(value)
+                    except ValueError:
+                        row[key] = value
+            rows.append(row)
+    return rows
+
+
+def summarize_step(args: argparse.Namespace) -> int:
+    rows = [row for path in args.csv for row in _read_csv(path)]
+    _write_csv(rows, args.out / "explain_contributions_cpu.csv")
     text = summary(rows, args)
     (args.out / "explain_contributions_cpu.md").write_text(text)
     print(text)
@@ -192,10 +228,19 @@ def _map_variants() -> list[tuple[str, str, Any]]:
             ("integrated_gradients", "integrated_gradients", ExplainConfig())]
 
 
+AUTO_EXACT_PIXELS = 6  # SplitConfig.auto_exact_pixels
+
+
 def summary(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     """The must-show table, one column per split method."""
     from sparseviz.contributions import KINDS
 
+    by_key = {(r["photo"], r["split"]): r for r in rows}
+    if not any(r["split"] == "auto" for r in rows):  # the default, derived: it runs exactly these code paths
+        for photo in dict.fromkeys(r["photo"] for r in rows):
+            ig, shapley = by_key.get((photo, "integrated_gradients")), by_key.get((photo, "shapley"))
+            if ig and shapley:
+                rows = rows + [{**(shapley if int(ig["pixels"]) <= AUTO_EXACT_PIXELS else ig), "split": "auto"}]
     splits = list(dict.fromkeys(r["split"] for r in rows))
     photos = sorted({r["photo"] for r in rows})
     devset = sum(p.startswith("explain-cache-devset") for p in photos)
@@ -242,9 +287,10 @@ def summary(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
         lines += ["", "Agreement of the maps with the contributions (mean Spearman over changed pixels, images with "
                   ">= 3 px; 1 = same order, 0 = unrelated):", "", "| maps | mean | median | images | seconds (median) |",
                   "|---|---|---|---|---|"]
+        measured = [r for r in rows if r["split"] == "integrated_gradients"]  # maps were measured once per photo
         for key in agree:
-            values = [r[key] for r in rows if r.get(key) not in (None, "")]
-            secs = [r[key.replace("agree_", "maps_s_")] for r in rows if r.get(key) not in (None, "")]
+            values = [r[key] for r in measured if r.get(key) not in (None, "")]
+            secs = [r[key.replace("agree_", "maps_s_")] for r in measured if r.get(key) not in (None, "")]
             if values:
                 lines.append(f"| {key[6:]} | {statistics.fmean(values):.2f} | {statistics.median(values):.2f} | "
                              f"{len(values)} | {statistics.median(secs):.1f} |")
@@ -273,6 +319,11 @@ def main() -> int:
     e.add_argument("--reference-ms", type=float, default=15.0,
                    help="a batch-1 forward on the idle 2-core CPU (README: about 15 ms), for calibrated seconds")
     e.set_defaults(handler=explain_step)
+    m = sub.add_parser("summarize", help="merge the CSVs of several explain runs into one table")
+    m.add_argument("csv", type=Path, nargs="+")
+    m.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    m.add_argument("--reference-ms", type=float, default=15.0)
+    m.set_defaults(handler=summarize_step)
     args = parser.parse_args()
     torch.set_num_threads(1)
     return int(args.handler(args))
