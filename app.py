@@ -29,8 +29,7 @@ from typing import Any, cast
 import streamlit as st
 import torch
 
-from streamlit.runtime.scriptrunner import get_script_run_ctx
-
+from app_pool import job_pool, pooled, submit_job
 from sparseviz import demo, experiments, jobs, views, warmup
 from sparseviz.attacks import PGDConfig, SparseConfig, pgd, sparse_attack
 from sparseviz.attacks.base import AttackProgress, AttackResult
@@ -48,7 +47,6 @@ USER_MODEL = "your model file"
 AUDIT_SOURCE = "from the audit"
 QUICK = os.environ.get("SPARSEVIZ_QUICK") == "1"  # load tests / slow machines: no colour refinement or swap
 # search in the app's attacks (several times fewer model calls, usually more pixels)
-POLL_SECONDS = 0.25  # how often a waiting page refreshes its queue position / progress bar
 CACHE_LIMIT = 24  # results kept per session (each ~1 MB); older ones are recomputed on demand
 METHOD_NAMES = {"gradcam": "Grad-CAM", "guided_gradcam": "Guided Grad-CAM",
                 "integrated_gradients": "Integrated Gradients", "saliency": "Saliency (gradient)",
@@ -82,24 +80,6 @@ def cached_user_model(digest: str, data: bytes, suffix: str, size: int, mean: st
         return load_user_model(handle.name, info, trusted=True, device=device)
     finally:
         Path(handle.name).unlink(missing_ok=True)
-
-
-def session_alive(session_id: str) -> bool:
-    """Whether a browser tab is still connected to the session (a closed tab's queued job is dropped)."""
-    from streamlit.runtime import Runtime
-
-    return not Runtime.exists() or bool(Runtime.instance().is_active_session(session_id))
-
-
-@st.cache_resource(show_spinner=False)
-def job_pool() -> jobs.JobPool:
-    """The one pool of this server process: every session's heavy work queues here."""
-    return jobs.JobPool(jobs.default_workers(), alive=session_alive, log_path=os.environ.get(jobs.JOB_LOG_ENV))
-
-
-def session_id() -> str:
-    ctx = get_script_run_ctx()
-    return ctx.session_id if ctx is not None else "local"
 
 
 def remember(name: str, key: tuple, value: Any) -> Any:
@@ -186,7 +166,8 @@ def presets_ui() -> None:
 
     def apply(preset: demo.Preset) -> None:
         st.session_state.update({
-            "source": "bundled photo", "bundled": preset.photo, "weight": preset.sparsity_weight,
+            "source": "bundled photo", "bundled": preset.photo, "model": DEFAULT_MODEL,
+            "weight": preset.sparsity_weight,
             "steps": DEFAULTS.steps, "seed": DEFAULTS.seed, "mode": "targeted" if preset.target else "untargeted",
             "autorun": True, "lesson": preset.lesson,
         })
@@ -315,71 +296,6 @@ def how_it_works_ui() -> None:
 
 
 # --- running things ---------------------------------------------------------------------------
-
-
-def queue_text(view: jobs.JobView, what: str, workers: int) -> str:
-    ahead = "next in line" if view.ahead == 0 else f"{view.ahead} ahead of you"
-    eta = "" if view.eta_seconds is None else f", about {max(1, round(view.eta_seconds))} s"
-    shared = f" (shared with {view.sharing - 1} other session(s) asking for the same)" if view.sharing > 1 else ""
-    return (f"{what} queued, {ahead}{eta}{shared}. This server runs {workers} heavy job(s) at a time "
-            f"for everyone; identical requests share one run.")
-
-
-def follow(job: jobs.Job, place: Any, what: str) -> bool:
-    """Show ``job``'s place in the queue, then its progress bar, until it ends; False if the user left it.
-
-    The script waits here in short slices and redraws each time: a click anywhere makes
-    Streamlit interrupt it at that redraw and rerun the page, which comes back here while the
-    job is unfinished. Stop cancels a queued job (it never runs) and stops a running one at
-    its next step, unless other sessions wait on the same job: then only this one leaves it.
-    """
-    if job.finished_state:
-        return True
-    pool = job_pool()
-    with place.container():
-        left, right = st.columns([5, 1], vertical_alignment="center")
-        line = left.empty()
-        stop = right.button("Stop", key=f"stop_{job.kind}", width="stretch")
-    if stop and not pool.cancel(session_id(), job) and not job.finished_state:
-        place.info(f"You stopped waiting; {what.lower()} goes on for the other session(s) that asked for it.")
-        return False
-    while not job.wait(POLL_SECONDS):
-        view = pool.snapshot(job)
-        if view.state == jobs.QUEUED:
-            line.info(queue_text(view, what, pool.workers))
-        else:
-            line.progress(view.fraction, text=view.text or f"{what} running...")
-    place.empty()
-    return True
-
-
-def submit_job(kind: str, key: tuple, work: jobs.Work) -> jobs.Job:
-    """Queue ``work`` on the shared pool as this session's one job (replacing its unfinished one)."""
-    job_key = (kind, *key)
-    job = job_pool().submit(session_id(), job_key, work, kind=kind, label=" ".join(map(str, job_key)))
-    st.session_state["job"] = job
-    return job
-
-
-def pooled(kind: str, key: tuple, work: jobs.Work | None, place: Any, what: str, *, start: bool) -> jobs.Job | None:
-    """This session's finished job for ``(kind, *key)``, run on the shared pool; None if not asked for.
-
-    ``start`` submits it (replacing this session's other unfinished job); after a rerun the
-    session's unfinished job with this key is followed again without a new click.
-    """
-    job: jobs.Job | None = st.session_state.get("job")
-    if job is None or job.key != (kind, *key):
-        if not start or work is None:
-            return None
-        job = submit_job(kind, key, work)
-    if not follow(job, place, what):
-        st.session_state.pop("job", None)
-        return None
-    if st.session_state.get("job") == job:
-        del st.session_state["job"]
-    if job.state == jobs.FAILED:
-        place.error(f"{what} failed: {one_line(job.error or RuntimeError())}")
-    return job
 
 
 def attack_config(settings: Settings, weight: float) -> SparseConfig:
@@ -708,6 +624,7 @@ def main() -> None:
         st.error(one_line(error))
         return
     st.session_state["image_id"], st.session_state["model_id"] = image_id, model_id
+    job_pool()  # created, its workers warmed up, at the first page load rather than the first click
 
     image = model.preprocess(to_tensor(loaded.image))[None]
     clean = model.predict_proba(image)[0].cpu()
@@ -722,7 +639,8 @@ def main() -> None:
         remember("results", key, handoff)  # an image opened from the Audit page, with its audit result
         st.session_state["last_key"] = key
     if submitted and recall("results", key) is None:
-        warm = prefetched(image_id, model_id, settings)
+        with st.spinner("The server started this very attack when it started; taking its result..."):
+            warm = prefetched(image_id, model_id, settings)
         if warm is not None:  # the server computed the default flip at start: same settings, same pixels
             remember("results", key, warm)
     status = st.empty()  # queue place / progress bar + Stop while waiting, one line otherwise: the tabs never move

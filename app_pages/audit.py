@@ -58,6 +58,10 @@ def inputs_ui() -> tuple[str, SparseConfig] | None:
     seed = st.sidebar.number_input("seed", 0, 2**31 - 1, int(DEFAULTS.seed), key="audit_seed")
     st.sidebar.caption("Untargeted, one image at a time, as `sparseviz audit`; labels are the model's own clean "
                        "predictions.")
+    if audit_session.ray_address() is not None:  # the server was started with SPARSEVIZ_AUDIT_RAY set
+        st.sidebar.radio("engine", ["local", "ray"], horizontal=True, key="audit_engine",
+                         help=f"ray: `sparseviz audit --engine ray` on {audit_session.ray_address()} "
+                              "(runs to the end; Stop is for the local engine)")
     return model_name, SparseConfig(sparsity_weight=float(weight), steps=int(steps), seed=int(seed))
 
 
@@ -81,9 +85,13 @@ def run_ui(model_name: str, config: SparseConfig) -> None:
         st.error("No usable images: " + ("; ".join(f"{n}: {r}" for n, r in folder.skipped[:5]) or "none chosen."))
         return
     total = len(folder.images)
-    left, right = st.columns([5, 1], vertical_alignment="center")
-    bar = left.progress(0.0, text=f"auditing {total} image(s)...")
-    right.button("Stop", key="stop_audit", width="stretch", help="Stop after the current image; keep what is done.")
+    address = audit_session.ray_address()
+    on_ray = address is not None and st.session_state.get("audit_engine") == "ray"
+    place = st.empty()  # progress bar + Stop while running, gone afterwards
+    left, right = place.container().columns([5, 1], vertical_alignment="center")
+    bar = left.progress(0.0, text=f"auditing {total} image(s){' on Ray' if on_ray else ''}...")
+    if not on_ray:
+        right.button("Stop", key="stop_audit", width="stretch", help="Stop after the current image; keep what is done.")
     interrupted: list[BaseException] = []
     done: list[str] = []
 
@@ -97,22 +105,30 @@ def run_ui(model_name: str, config: SparseConfig) -> None:
             interrupted.append(request)
 
     try:
-        run = audit_session.run_in_memory(model, folder, config=config, on_step=on_step,
-                                          should_stop=lambda: bool(interrupted))
+        if on_ray and address is not None:
+            run = audit_session.run_on_ray(model_name, collected, config=config, address=address, on_row=on_step)
+        else:
+            run = audit_session.run_in_memory(model, folder, config=config, on_step=on_step,
+                                              should_stop=lambda: bool(interrupted))
     except Exception as error:  # noqa: BLE001 - a failed audit is a message; the app keeps serving
         st.error(f"The audit failed: {one_line(error)}")
         return
-    originals = {item.name: item.image for item in folder.images}
+
+    def row_name(name: str) -> str:  # the Ray engine reads the files flat (a/b.png as a__b.png)
+        return name.replace("/", "__") if on_ray else name
+
+    originals = {row_name(item.name): item.image for item in folder.images}
+    sources = {row_name(name): data for name, data in collected.files.items()}
     most, least = audit_session.extremes(run.report, SHOWN)
     st.session_state["audit_run"] = {
         "run": run, "model": model_name, "config": config,
-        "originals": {r["image"]: originals[r["image"]] for r in most + least},
-        "sources": {r["image"]: collected.files[r["image"]] for r in most + least if r["image"] in collected.files},
+        "originals": {r["image"]: originals[r["image"]] for r in most + least if r["image"] in originals},
+        "sources": {r["image"]: sources[r["image"]] for r in most + least if r["image"] in sources},
         "gallery": st.session_state.get("audit_source") == GALLERY,
     }
     if interrupted:
         raise interrupted[0]
-    bar.empty()
+    place.empty()
 
 
 def open_in_single_view(kept: dict, row: dict) -> None:
@@ -135,7 +151,7 @@ def thumbnails_ui(kept: dict, rows: list[dict], title: str, key: str) -> None:
     if not rows:
         st.caption("none")
         return
-    columns = st.columns(len(rows))
+    columns = st.columns(SHOWN)  # same thumbnail size whatever the count
     run = kept["run"]
     for number, (column, row) in enumerate(zip(columns, rows)):
         picture = run.file(audit_session.thumbnail_path(row) or str(row["adversarial_png"]))
@@ -144,8 +160,9 @@ def thumbnails_ui(kept: dict, rows: list[dict], title: str, key: str) -> None:
         verdict = (f"{row['true_name']} -> {row['adv_name']} with **{row['pixels']} px**" if row["success"] == 1
                    else f"{row['true_name']}: **not fooled**")
         column.markdown(f"{row['image']}: {verdict}")
-        column.button("open in the single-image view", key=f"{key}_{number}", on_click=open_in_single_view,
-                      args=(kept, row), width="stretch")
+        if row["image"] in kept["originals"]:
+            column.button("open in the single-image view", key=f"{key}_{number}", on_click=open_in_single_view,
+                          args=(kept, row), width="stretch")
 
 
 def results_ui(kept: dict) -> None:

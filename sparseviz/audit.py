@@ -88,12 +88,6 @@ def image_stem(name: str) -> str:
     return name.rsplit(".", 1)[0].replace("/", "__")
 
 
-def listing_key(name: str) -> tuple[bool, tuple[str, ...]]:
-    """Sort key that puts rows in the order ``image_files`` lists a folder (top level, then class folders)."""
-    parts = tuple(name.split("/"))
-    return len(parts) > 1, parts
-
-
 def png_bytes(image: torch.Tensor, *, check: bool = True) -> bytes:
     """Lossless PNG of a (3, H, W) image; with ``check``, refuse unless it decodes to the same 8-bit values."""
     buffer = io.BytesIO()
@@ -190,10 +184,15 @@ def _attacked_row(model: ImageClassifier, result: AttackResult, index: int, row:
     return row, files
 
 
-def build_report(rows: Sequence[dict[str, Any]], skipped: Sequence[tuple[str, str]], meta: dict[str, Any]) -> AuditReport:
-    """The report from all rows, however and in whatever order they were produced."""
-    return AuditReport(sorted(rows, key=lambda r: listing_key(r["image"])),
-                       sorted(skipped, key=lambda s: listing_key(s[0])), dict(meta))
+def build_report(rows: Sequence[dict[str, Any]], skipped: Sequence[tuple[str, str]], meta: dict[str, Any], *,
+                 order: Sequence[str] | None = None) -> AuditReport:
+    """The report from all rows; ``order`` (image names as listed) puts rows that arrived in any order back in line."""
+    rows, skipped = list(rows), list(skipped)
+    if order is not None:
+        position = {name: index for index, name in enumerate(order)}
+        rows.sort(key=lambda r: position.get(r["image"], len(position)))
+        skipped.sort(key=lambda s: position.get(s[0], len(position)))
+    return AuditReport(rows, skipped, dict(meta))
 
 
 def run_audit(

@@ -361,7 +361,7 @@ def run_ray_audit(
     meta.update({"device": f"Ray ({settings.workers} x {settings.gpus_per_worker:g} GPU workers; "
                            f"{len(workers)} worker processes wrote rows)",
                  "torch_threads": settings.threads, "total_seconds": time.perf_counter() - started})
-    return build_report(rows, skipped, meta)
+    return build_report(rows, skipped, meta, order=[str(path.relative_to(folder)) for path, _ in files])
 
 
 def _stream(ray: Any, items: list[dict[str, Any]], shell: ImageClassifier, digest: str,

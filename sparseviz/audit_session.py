@@ -11,6 +11,7 @@ single-image view can show it without attacking again.
 from __future__ import annotations
 
 import io
+import os
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import torch
 
 from .attacks.base import AttackResult, is_adversarial
 from .audit import AuditReport, run_audit, write_audit
+from .audit_inputs import Collected
 from .bench import LoadedFolder
 from .images import load_image, to_tensor
 from .models import ImageClassifier
@@ -59,6 +61,38 @@ def run_in_memory(model: ImageClassifier, folder: LoadedFolder, *, config: Any =
     return AuditRun(report, files)
 
 
+RAY_ENV = "SPARSEVIZ_AUDIT_RAY"  # "local" (a private Ray on this machine) or "host:port" of a Ray head
+
+
+def ray_address() -> str | None:
+    """Where the server was told to run audits on Ray: None = not configured (local engine only)."""
+    value = os.environ.get(RAY_ENV, "").strip()
+    return value or None
+
+
+def run_on_ray(model_name: str, collected: Collected, *, config: Any = None, address: str = "local",
+               on_row: Callable[[str], None] | None = None, easiest: int = 8) -> AuditRun:
+    """``sparseviz audit --engine ray`` on the page's files, its output folder returned as bytes.
+
+    The files are written flat (``a/b.png`` as ``a__b.png``) so the engine reads them as one
+    unlabelled folder, as the local engine does; rows are named by those flat names.
+    """
+    from .audit_ray import RaySettings, RegistryModel, run_ray_audit
+
+    settings = RaySettings(address=None if address == "local" else address)
+    with tempfile.TemporaryDirectory(prefix="sparseviz-audit-") as scratch:
+        inputs, out = Path(scratch) / "in", Path(scratch) / "out"
+        inputs.mkdir()
+        for name, data in collected.files.items():
+            (inputs / name.replace("/", "__")).write_bytes(data)
+        report = run_ray_audit(inputs, RegistryModel(model_name), out=out, config=config, settings=settings,
+                               on_row=None if on_row is None else lambda record, new: on_row(str(record.get("image", ""))))
+        report.skipped.extend(collected.skipped)  # refused before decoding (limits, archives)
+        write_audit(report, out, easiest=easiest)
+        files = {str(path.relative_to(out)): path.read_bytes() for path in sorted(out.rglob("*")) if path.is_file()}
+    return AuditRun(report, files)
+
+
 def thumbnail_path(row: dict[str, Any]) -> str | None:
     """Where the audit saved this row's thumbnail (flips only), as a key of ``AuditRun.files``."""
     if row.get("success") != 1 or not row.get("adversarial_png"):
@@ -67,10 +101,13 @@ def thumbnail_path(row: dict[str, Any]) -> str | None:
 
 
 def extremes(report: AuditReport, count: int = 4) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(most fragile, least fragile) attacked rows: fewest pixels first; not fooled counts as least fragile."""
+    """(most fragile, least fragile) attacked rows, ``count`` each at most and never the same image twice.
+
+    Most fragile: fewest pixels first. Least fragile: not fooled first, then most pixels. With
+    few images the two halves split them (3 images: 2 most, 1 least).
+    """
     attacked = [r for r in report.rows if r["status"] == "attacked"]
-    flipped = report.flipped
-    most = flipped[:count]
+    most = report.flipped[:min(count, max(1, len(attacked) // 2 + len(attacked) % 2))]
     robust = sorted(attacked, key=lambda r: (r["success"] == 1, -(r["pixels"] or 0) if r["pixels"] != "" else 0,
                                              r["image"]))
     least = [r for r in robust if r not in most][:count]
@@ -109,4 +146,4 @@ def reopen(model: ImageClassifier, original: torch.Tensor, run: AuditRun, row: d
     )
 
 
-__all__ = ["AuditRun", "REPORT_FILES", "extremes", "reopen", "run_in_memory", "success_rate", "thumbnail_path"]
+__all__ = ["AuditRun", "RAY_ENV", "REPORT_FILES", "ray_address", "run_on_ray", "extremes", "reopen", "run_in_memory", "success_rate", "thumbnail_path"]

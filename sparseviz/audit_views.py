@@ -33,8 +33,12 @@ def pixels_figure(report: AuditReport) -> go.Figure:
         ys = [0.0] + [(i + 1) / attacked for i in range(len(pixels))]
         figure.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", line_shape="hv", line=dict(color="#4c78a8", width=3),
                                     name="share flipped"), 1, 2)
-        figure.update_xaxes(type="log" if pixels[-1] > 50 else "linear", title_text="pixels changed", row=1, col=2)
-    figure.update_yaxes(title_text="images", row=1, col=1)
+        ticks = [t for t in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000) if t <= 2 * pixels[-1]]
+        figure.update_xaxes(type="log" if pixels[-1] > 50 else "linear", title_text="pixels changed",
+                            tickvals=ticks if pixels[-1] > 50 else None, row=1, col=2)
+    figure.update_yaxes(title_text="images", rangemode="tozero", row=1, col=1)
+    if max([count for _, count in histogram] + [0]) <= 10:
+        figure.update_yaxes(dtick=1, row=1, col=1)  # no "0.2 images" ticks on a small audit
     figure.update_yaxes(range=[0, 1.05], tickformat=".0%", row=1, col=2)
     figure.update_layout(height=380, showlegend=False, margin=dict(l=40, r=20, t=50, b=40), font=dict(size=15))
     return figure
@@ -89,8 +93,8 @@ def kinds_figure(report: AuditReport) -> go.Figure:
         for kind in KINDS
     ])
     figure.update_layout(barmode="stack", height=max(260, 34 * len(shares) + 110), xaxis=dict(tickformat=".0%", range=[0, 1]),
-                         yaxis=dict(autorange="reversed"), margin=dict(l=10, r=10, t=40, b=30), font=dict(size=15),
-                         legend=dict(orientation="h", y=1.08), title="obscuring / leading share of each image's pixels")
+                         yaxis=dict(autorange="reversed"), margin=dict(l=10, r=10, t=40, b=60), font=dict(size=15),
+                         legend=dict(orientation="h", y=-0.12, yanchor="top"), title="obscuring / leading share of each image's pixels")
     return figure
 
 

@@ -116,11 +116,14 @@ class JobPool:
     """A fixed set of worker threads running submitted jobs in FIFO order, with a shared result cache.
 
     ``alive(owner)`` says whether a session is still connected; jobs whose sessions have
-    all gone are dropped before they run and stopped while they run.
+    all gone are dropped before they run and stopped while they run. ``warmup`` runs once in
+    each worker before its first job, to pay first-use costs (imports, a thread's first
+    autograd pass) before anyone waits on them.
     """
 
     def __init__(self, workers: int, *, cache_size: int = 64, alive: Callable[[str], bool] | None = None,
-                 log_path: str | Path | None = None, history: int = 20) -> None:
+                 log_path: str | Path | None = None, history: int = 20,
+                 warmup: Callable[[], None] | None = None) -> None:
         if workers < 1:
             raise ValueError(f"a job pool needs at least one worker; got {workers}.")
         self.workers = workers
@@ -135,6 +138,7 @@ class JobPool:
         self._cache: OrderedDict[Hashable, Any] = OrderedDict()
         self._durations: dict[str, deque[float]] = {}
         self._history = history
+        self._warmup = warmup
         self._next_id = 0
         self._last_reap = 0.0
         self._closed = False
@@ -303,6 +307,11 @@ class JobPool:
     # --- workers ----------------------------------------------------------------------------------
 
     def _worker(self) -> None:
+        if self._warmup is not None:
+            try:
+                self._warmup()
+            except Exception:  # noqa: BLE001 - a failed warm-up only means the first job pays the cost
+                pass
         while True:
             with self._lock:
                 self._reap(force=True)

@@ -153,7 +153,9 @@ def maps_grid(maps: Mapping[tuple[str, str], np.ndarray], vmin: float, vmax: flo
         figure.update_xaxes(visible=False, range=[-0.5, width - 0.5], row=row + 1, col=col + 1)
         figure.update_yaxes(visible=False, range=[height - 0.5, -0.5], row=row + 1, col=col + 1,
                             scaleanchor=f"x{'' if n == 0 else n + 1}")
-    figure.update_layout(height=660, margin=dict(l=0, r=0, t=40, b=0), legend=dict(orientation="h", y=-0.03))
+    # ~440 px per map: large enough to project and to find a ringed pixel (660 gave ~290 px at 1920x1080)
+    figure.update_layout(height=960, margin=dict(l=0, r=0, t=40, b=0), legend=dict(orientation="h", y=-0.03),
+                         font=dict(size=15))
     return figure
 
 

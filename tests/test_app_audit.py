@@ -149,9 +149,68 @@ def test_stop_keeps_the_images_done(one_torch_thread, tmp_path):
     done: list[str] = []
     run = run_in_memory(model, folder, config=SparseConfig(steps=STEPS), on_step=done.append,
                         should_stop=lambda: len(done) >= 2)
-    assert [r["image"] for r in run.report.rows] == done == ["coffee.png", "chelsea.png"]
+    assert done == ["coffee.png", "chelsea.png"]
+    assert sorted(r["image"] for r in run.report.rows) == sorted(done)
     assert run.report.meta["stopped"] and run.report.meta["not_run"] == 1
     assert b"Stopped by the user: 1 image(s) not attacked" in run.file("report.html")
     assert set(zipfile.ZipFile(io.BytesIO(run.zip_bytes())).namelist()) >= {"sparseviz-audit/audit.csv",
                                                                             "sparseviz-audit/report.html"}
     write_audit(run.report, tmp_path)  # the CLI writer accepts a stopped report as it is
+
+
+def test_results_stay_when_settings_change_and_come_back(tiny_registered):
+    """A session that runs, switches photo (or page) and comes back sees its result again without re-running."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.selectbox(key="model").set_value("tiny").run()
+    at.number_input(key="steps").set_value(STEPS)
+    [b for b in at.button if b.label == "Run attack"][0].click().run()
+    assert not at.exception, at.exception
+    first = {m.label: m.value for m in at.metric}["pixels changed"]
+    assert len(at.session_state["results"]) == 1
+    at.selectbox(key="bundled").set_value("chelsea").run()
+    assert "pixels changed" not in {m.label for m in at.metric}
+    assert any("press **Run attack**" in i.value for i in at.info)
+    [b for b in at.button if b.label == "Run attack"][0].click().run()  # a second result, on chelsea
+    assert len(at.session_state["results"]) == 2
+    at.selectbox(key="bundled").set_value("coffee").run()  # back to coffee: its result, no click needed
+    assert {m.label: m.value for m in at.metric}["pixels changed"] == first
+    at.switch_page("app_pages/audit.py").run()  # a visit to the other page, then back by its link
+    at.session_state["switch_to_single"] = True  # what the sidebar link does (AppTest cannot click it)
+    at.run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="model").value == "tiny" and at.number_input(key="steps").value == STEPS
+    assert {m.label: m.value for m in at.metric}["pixels changed"] == first
+    assert len(at.session_state["results"]) == 2  # shown from the session's results, never run again
+
+
+def test_ray_engine_is_offered_when_configured(tiny_registered, monkeypatch):
+    """With SPARSEVIZ_AUDIT_RAY set the page offers the Ray engine and hands it the files (flat, as one folder).
+
+    Ray itself is replaced by the local engine on that folder (tests/test_ray_audit.py covers Ray).
+    """
+    from sparseviz import audit_ray
+    from sparseviz.audit import run_audit
+    from sparseviz.bench import load_folder
+
+    calls: list[dict] = []
+
+    def fake_ray(folder, loader, *, out, config=None, settings=None, on_row=None, attack="sparse"):
+        calls.append({"files": sorted(p.name for p in Path(folder).iterdir()), "address": settings.address})
+        model = loader("cpu")
+        return run_audit(model, load_folder(folder, model), out=out, config=config,
+                         on_step=lambda name: on_row({"image": name}, True) if on_row else None)
+
+    monkeypatch.setattr(audit_ray, "run_ray_audit", fake_ray)
+    at = _audit_page(["coffee", "chelsea"])
+    assert not [r for r in at.sidebar.radio if r.key == "audit_engine"]
+    monkeypatch.setenv("SPARSEVIZ_AUDIT_RAY", "local")
+    at.run()
+    at.radio(key="audit_engine").set_value("ray")
+    at.button(key="run_audit").click().run()
+    assert not at.exception, at.exception
+    assert calls == [{"files": ["chelsea.png", "coffee.png"], "address": None}]
+    run = at.session_state["audit_run"]["run"]
+    assert sorted(r["image"] for r in run.report.rows) == ["chelsea.png", "coffee.png"]
+    assert run.file("report.html") and run.file("audit.csv")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import dataclasses
 
 import pytest
@@ -187,6 +189,33 @@ def test_sparsefool_stays_in_box_on_a_linear_model() -> None:
     assert result.success.all()
     assert (result.adversarials >= 0).all() and (result.adversarials <= 1).all()
     assert (result.l0_entries < 3 * 8 * 8 / 2).all()
+    # The float iterate is reported apart from the saved 8-bit image (the authors check the float one).
+    assert result.params["float_success"] == [True] * 3
+
+
+def test_sparsefool_runs_as_its_authors_do(tiny_model: ImageClassifier, tiny_images: torch.Tensor) -> None:
+    assert SparseFoolConfig().max_iter == 50  # the official README and demos; 20 is only the function default
+    labels = clean_labels(tiny_model, tiny_images)
+    ranked: list[int] = []
+    sparsefool_module = importlib.import_module("sparseviz.attacks.sparsefool")  # the attribute is the attack
+    original = sparsefool_module._class_gradients
+
+    def spy(model, image, classes, rank=0):  # type: ignore[no-untyped-def]
+        logits, gradients, classes = original(model, image, classes, rank)
+        if rank:  # DeepFool's first step: candidates must be the top classes at *this* iterate
+            order = logits.argsort(descending=True)
+            assert classes[1:].tolist() == order[order != classes[0]][:rank].tolist()
+            ranked.append(rank)
+        return logits, gradients, classes
+
+    sparsefool_module._class_gradients = spy
+    try:
+        result = sparsefool(tiny_model, tiny_images, labels, config=SparseFoolConfig(max_iter=10))
+    finally:
+        sparsefool_module._class_gradients = original
+    outer = len(ranked)
+    assert outer >= tiny_images.shape[0] and set(ranked) == {9}  # ranked once per outer iteration, top-9 others
+    assert len(result.params["float_success"]) == tiny_images.shape[0]
 
 
 def test_targeted(tiny_model: ImageClassifier, tiny_images: torch.Tensor) -> None:

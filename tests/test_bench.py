@@ -10,7 +10,9 @@ import torch
 
 from sparseviz import cli
 from sparseviz.attacks.base import is_adversarial, to_uint8
-from sparseviz.bench import BenchRun, build_config, head_to_head, load_folder, parse_overrides
+from sparseviz.bench import (
+    BenchRun, band_table, build_config, confidence_band, head_to_head, load_folder, parse_overrides, summary_table,
+)
 from sparseviz.images import load_image, save_png, to_tensor
 from tests.conftest import make_tiny_model
 
@@ -249,3 +251,36 @@ def test_head_to_head_ratios_are_per_image_and_pixels_only_where_both_fooled() -
     assert line["same, on images both fooled"] == "5.50x"  # ratios 10, 1
     assert line["ratio of median times"] == "5.00x"  # 10 / 2
     assert head_to_head(BenchRun(rows[3:], {"attacks": ["other"]}))[1] == []
+
+
+def test_band_table_splits_by_clean_confidence_and_times_only_successes() -> None:
+    def row(image: str, confidence: float, success: int, pixels: int, seconds: float, invocations: float) -> dict:
+        return {"attack": "sparse", "image": image, "status": "attacked", "success": success, "l0_pixels": pixels,
+                "l0_entries": pixels, "model_calls": 1, "seconds": seconds, "model_invocations": invocations, "band": confidence_band(confidence)}
+
+    rows = [row("a", 0.95, 1, 30, 4.0, 50), row("b", 0.85, 0, 0, 1.0, 20), row("c", 0.5, 1, 3, 2.0, 40),
+            row("d", 0.1, 1, 1, 1.0, 30), row("e", 0.39, 1, 5, 3.0, 34)]
+    run = BenchRun(rows, {"attacks": ["sparse"]}, [])
+    header, table = band_table(run)
+    lines = {line[1]: dict(zip(header, line)) for line in table}
+    assert list(lines) == ["high", "mid", "low"]
+    assert lines["high"]["success"] == "1/2" and lines["high"]["pixels median"] == "30"
+    assert lines["high"]["median s / image"] == "2.50" and lines["high"]["median s / successful image"] == "4.00"
+    assert lines["low"]["pixels max"] == "5" and lines["low"]["median invocations / image"] == "32"
+    overall = dict(zip(*[summary_table(run)[0], summary_table(run)[1][0]]))
+    assert overall["median s / successful image"] == "2.50"  # the failed image's 1 s does not count
+
+
+def test_bench_reports_invocations_per_image_of_a_batch(tmp_path: Path, models: dict) -> None:
+    images = tmp_path / "images"
+    _photos(images, count=4)
+    per_image = {}
+    for batch in (1, 4):
+        out = tmp_path / f"out{batch}"
+        assert cli.main(["bench", "--images", str(images), "--model", "tiny", "--attacks", "sparse", "--out", str(out),
+                         "--quiet", "--batch-size", str(batch), "--set", "sparse.steps=20"]) == 0
+        rows = _rows(out / "results.csv")
+        assert {r["band"] for r in rows} <= {"high", "mid", "low"}
+        per_image[batch] = sum(float(r["model_invocations"]) for r in rows) / len(rows)
+    # The four images share each call: far fewer sequential calls per image than one at a time.
+    assert per_image[4] <= per_image[1] / 2

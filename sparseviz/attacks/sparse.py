@@ -20,10 +20,14 @@ Three details make it work in tens of steps:
   pixel's first-order payoff (how much setting it to ``v`` lowers the margin).
 - Every step also evaluates the *binary* mask (``a > 0``) on the 8-bit rounded image
   in the same batch, and keeps the sparsest binary solution that fools the model.
-- The kept solution is then pruned: pixels whose removal keeps the image
+- The kept solution is then pruned (``prune``): pixels whose removal keeps the image
   adversarial are dropped, in order of least need, each removal checked exactly.
 - Pruning never moves a pixel, so a gradient-guided swap search (``swap_search``)
   then tries to reach one pixel fewer at a time by trading needed pixels for others.
+
+Pruning, colour refinement and the swap search run for all images of a call together,
+each of their rounds one network call however many variants it checks (``checks``), so
+a GPU's latency follows the number of rounds, not of images or candidates.
 """
 
 from __future__ import annotations
@@ -44,7 +48,9 @@ from .base import (
     quantize,
 )
 from .runner import Attack, AttackConfig, AttackRun
-from .swap_search import forward_chunk, margin_gradient, margins_of, shrink_by_swaps
+from .checks import Checker
+from .prune import prune_batch
+from .swap_search import shrink_batch
 
 
 _MARGIN_SLACK = 1e-3  # a kept solution must beat the boundary by this much (logits), so
@@ -165,16 +171,17 @@ def _sparse(run: AttackRun, config: SparseConfig) -> torch.Tensor:
     Images are independent: image ``i``'s result does not depend on its batch mates.
     """
     model, images, labels, targets = run.model, run.images, run.labels, run.targets
-    budget, progress, calls = run, run.progress, run.calls
+    budget, progress = run, run.progress
+    checker = Checker(model, labels, targets, run.calls)
 
     corners, payoff, already = _first_order_start(model, images, labels, targets)
-    calls += 1
-    best_masks, values, calls = _optimize(
-        model, images, labels, targets, corners, payoff, config, budget, progress, calls, already
+    checker.charge(torch.arange(run.count, device=run.device))
+    best_masks, values = _optimize(
+        checker, images, labels, targets, corners, payoff, config, budget, progress, already
     )
     if config.prune:
-        best_masks, values, calls = _prune_and_refine(
-            model, images, labels, targets, best_masks, values, config, budget, calls, progress
+        best_masks, values = _prune_and_refine(
+            checker, images, best_masks, values, config, budget, run.targeted, progress
         )
 
     adversarials = torch.where(best_masks.unsqueeze(1), values, images)
@@ -203,7 +210,7 @@ def _initial_gates(payoff: torch.Tensor, config: SparseConfig) -> torch.Tensor:
 
 
 def _optimize(
-    model: ImageClassifier,
+    checker: Checker,
     images: torch.Tensor,
     labels: torch.Tensor,
     targets: torch.Tensor | None,
@@ -212,9 +219,8 @@ def _optimize(
     config: SparseConfig,
     budget: AttackRun,
     progress: ProgressCallback | None,
-    calls: torch.Tensor,
     skip: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Joint descent on gates and colours; returns the sparsest binary success per image."""
     count, _, height, width = images.shape
     device = images.device
@@ -261,12 +267,12 @@ def _optimize(
         sub_targets = None if targets is None else targets[active]
         if relaxed_view:
             relaxed = x + soft * (colours - x)
-            both = model(torch.cat([hard, relaxed]))
+            both = checker.model(torch.cat([hard, relaxed]))
             logits, relaxed_margin = both[: x.shape[0]], margin(both[x.shape[0] :], sub_labels, sub_targets)
-            calls[active] += 2
+            checker.charge(torch.cat([active, active]))
         else:
-            logits, relaxed_margin = model(hard), None
-            calls[active] += 1
+            logits, relaxed_margin = checker.model(hard), None
+            checker.charge(active)
         margins = margin(logits, sub_labels, sub_targets)
         with torch.no_grad():
             fooled = is_adversarial(logits, sub_labels, sub_targets) & (margins < -config.required_margin)
@@ -310,187 +316,85 @@ def _optimize(
                     done=done.cpu(),
                 )
             )
-    return best_masks, best_values, calls
-
-
-def _fools(
-    model: ImageClassifier, batch: torch.Tensor, label: torch.Tensor, target: torch.Tensor | None, required: float
-) -> torch.Tensor:
-    margins, adversarial = margins_of(model, batch, label, target)
-    return adversarial & (margins < -required)
-
-
-def _leave_one_out_margins(
-    model: ImageClassifier, image: torch.Tensor, adversarial: torch.Tensor, coords: torch.Tensor,
-    label: torch.Tensor, target: torch.Tensor | None,
-) -> torch.Tensor:
-    """Margin of the adversarial image with each selected pixel reverted alone."""
-    chunk = forward_chunk(image.device)
-    margins = []
-    for start in range(0, coords.shape[0], chunk):
-        part = coords[start : start + chunk]
-        batch = adversarial.expand(part.shape[0], -1, -1, -1).clone()
-        rows = torch.arange(part.shape[0], device=image.device)
-        batch[rows, :, part[:, 0], part[:, 1]] = image[:, part[:, 0], part[:, 1]].T
-        with torch.no_grad():
-            logits = model(batch)
-        labels = label.expand(part.shape[0])
-        targets = None if target is None else target.expand(part.shape[0])
-        margins.append(margin(logits, labels, targets))
-    return torch.cat(margins)
-
-
-def _revert_costs(
-    model: ImageClassifier, image: torch.Tensor, mask: torch.Tensor, values: torch.Tensor,
-    coords: torch.Tensor, label: torch.Tensor, target: torch.Tensor | None, exact_limit: int,
-) -> tuple[torch.Tensor, int]:
-    """How much each selected pixel is needed: the margin after reverting it.
-
-    Exact (one batched forward per pixel) for small sets; for large sets a
-    first-order estimate from one gradient, which is all that ordering needs there.
-    """
-    adversarial = torch.where(mask, values, image)
-    if coords.shape[0] <= exact_limit:
-        return _leave_one_out_margins(model, image, adversarial, coords, label, target), coords.shape[0]
-    gradient, _ = margin_gradient(model, adversarial, label, target)
-    change = (image - adversarial)[:, coords[:, 0], coords[:, 1]]  # (3, k)
-    return (gradient[:, coords[:, 0], coords[:, 1]] * change).sum(dim=0), 1
-
-
-def _prune_one(
-    model: ImageClassifier, image: torch.Tensor, mask: torch.Tensor, values: torch.Tensor,
-    label: torch.Tensor, target: torch.Tensor | None, budget: AttackRun, required: float,
-    exact_limit: int = 48, single_tries: int = 24,
-) -> tuple[torch.Tensor, int]:
-    """Drop pixels the solution does not need, least-needed first; every removal checked.
-
-    Pixels are ordered by how much the margin rises when each is reverted; a binary
-    search removes the longest removable prefix of that order at once (re-scoring
-    while the set is large), then single removals are tried for the rest.
-    """
-    calls = 0
-
-    def without(drop: torch.Tensor) -> torch.Tensor:
-        trial = mask.clone()
-        trial[drop[:, 0], drop[:, 1]] = False
-        return trial
-
-    while not budget.spent():
-        coords = mask.nonzero()
-        if coords.shape[0] <= 1:
-            break
-        costs, used = _revert_costs(model, image, mask, values, coords, label, target, exact_limit)
-        calls += used
-        ordered = coords[costs.argsort()]
-        low, high = 0, ordered.shape[0] - 1  # the longest removable prefix has length in [low, high]
-        while low < high and not budget.spent():
-            middle = (low + high + 1) // 2
-            calls += 1
-            if _fools(model, torch.where(without(ordered[:middle]), values, image)[None], label, target, required)[0]:
-                low = middle
-            else:
-                high = middle - 1
-        mask = without(ordered[:low])
-        if coords.shape[0] > exact_limit and low > 0:
-            continue  # large set: re-score what is left before going pixel by pixel
-        for pixel in ordered[low : low + single_tries]:
-            if mask.sum() <= 1 or budget.spent():
-                break
-            trial = without(pixel[None])
-            calls += 1
-            if _fools(model, torch.where(trial, values, image)[None], label, target, required)[0]:
-                mask = trial
-        break
-    return mask, calls
+    return best_masks, best_values
 
 
 def _refine_colours(
-    model: ImageClassifier, image: torch.Tensor, mask: torch.Tensor, values: torch.Tensor,
-    label: torch.Tensor, target: torch.Tensor | None, config: SparseConfig, budget: AttackRun,
-) -> tuple[torch.Tensor, int]:
+    checker: Checker, images: torch.Tensor, masks: torch.Tensor, values: torch.Tensor, selected: torch.Tensor,
+    config: SparseConfig, budget: AttackRun,
+) -> torch.Tensor:
     """Re-optimise the kept pixels' colours for margin, so that the next prune can drop more.
 
-    Returns colours that still fool the model (the input colours if no step did).
+    All ``selected`` images step together (one network call per step, soft and 8-bit
+    images in one batch). Returns colours that still fool the model (the input colours
+    where no step did).
     """
-    colour_logits = _to_logit(values, eps=0.01)[None].clone().requires_grad_(True)
+    values = values.clone()
+    if selected.numel() == 0:
+        return values
+    x, mask = images[selected], masks[selected, None]
+    colour_logits = _to_logit(values[selected], eps=0.01).clone().requires_grad_(True)
     optimizer = torch.optim.Adam([colour_logits], lr=config.value_lr)
-    kept = values
-    best = None
-    calls = 0
+    best = torch.full((selected.numel(),), float("inf"), device=images.device)
+    owners = torch.cat([selected, selected])
+    labels = checker.labels[owners]
+    targets = None if checker.targets is None else checker.targets[owners]
     for _ in range(config.refine_steps):
         if budget.spent():
             break
         colours = torch.sigmoid(colour_logits)
-        adversarial = torch.where(mask, colours, image[None])
-        logits = model(torch.cat([adversarial, quantize(adversarial.detach())]))
-        calls += 2
-        labels = label.expand(2)
-        targets = None if target is None else target.expand(2)
+        adversarial = torch.where(mask, colours, x)
+        logits = checker.model(torch.cat([adversarial, quantize(adversarial.detach())]))
+        checker.charge(owners)
         margins = margin(logits, labels, targets)
-        hard_margin = float(margins[1].detach())
-        if bool(is_adversarial(logits[1:], labels[1:], None if targets is None else targets[1:])[0]) and (
-            best is None or hard_margin < best
-        ) and hard_margin < -config.required_margin:
-            best, kept = hard_margin, quantize(colours.detach()[0])
+        with torch.no_grad():
+            hard = margins[selected.numel() :]
+            fooled = is_adversarial(logits[selected.numel() :], labels[: selected.numel()], None if targets is None else targets[: selected.numel()])
+            better = fooled & (hard < best) & (hard < -config.required_margin)
+            best = torch.where(better, hard, best)
+            values[selected[better]] = quantize(colours.detach()[better])
         optimizer.zero_grad()
-        margins[0].backward()
+        margins[: selected.numel()].sum().backward()
         optimizer.step()
-    return kept, calls
+    return values
 
 
 def _prune_and_refine(
-    model: ImageClassifier, images: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None,
-    masks: torch.Tensor, values: torch.Tensor, config: SparseConfig, budget: AttackRun, calls: torch.Tensor,
-    progress: ProgressCallback | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Prune each image's solution, re-optimise its colours and prune again when worthwhile,
-    then look for smaller solutions by swapping pixels."""
-    masks, values = masks.clone(), values.clone()
-    for index in range(images.shape[0]):
-        if not masks[index].any():
-            continue
-        image, label = images[index], labels[index]
-        target = None if targets is None else targets[index]
-
-        def prune() -> None:
-            masks[index], used = _prune_one(
-                model, image, masks[index], values[index], label, target, budget, config.required_margin
-            )
-            calls[index] += used
-
-        prune()
-        if config.refine_steps and masks[index].sum() > 2 and not budget.spent():
-            values[index], used = _refine_colours(model, image, masks[index], values[index], label, target, config, budget)
-            calls[index] += used
-            prune()
-        swap_calls = config.swap_calls_for(targets is not None)
-        if config.swap_rounds and swap_calls and masks[index].sum() > 1 and not budget.spent():
-            masks[index], values[index], used = shrink_by_swaps(
-                model, image, masks[index], values[index], label, target, required=config.required_margin,
-                rounds=config.swap_rounds, proposals=config.swap_proposals, max_calls=swap_calls,
-                spent=budget.spent, on_round=None if progress is None else _swap_reporter(progress, masks, index, swap_calls),
-            )
-            calls[index] += used
-    return masks, values, calls
+    checker: Checker, images: torch.Tensor, masks: torch.Tensor, values: torch.Tensor, config: SparseConfig,
+    budget: AttackRun, targeted: bool, progress: ProgressCallback | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prune every image's solution, re-optimise its colours and prune again when worthwhile,
+    then look for smaller solutions by swapping pixels; all images together."""
+    required = config.required_margin
+    masks = prune_batch(checker, images, masks, values, required=required, spent=budget.spent)
+    if config.refine_steps and not budget.spent():
+        selected = (masks.flatten(1).sum(dim=1) > 2).nonzero().squeeze(1)
+        values = _refine_colours(checker, images, masks, values, selected, config, budget)
+        masks = prune_batch(checker, images, masks, values, required=required, spent=budget.spent)
+    swap_calls = config.swap_calls_for(targeted)
+    if config.swap_rounds and swap_calls and not budget.spent():
+        masks, values = shrink_batch(
+            checker, images, masks, values, required=required, rounds=config.swap_rounds,
+            proposals=config.swap_proposals, max_calls=swap_calls, spent=budget.spent,
+            on_round=None if progress is None else _swap_reporter(progress, swap_calls),
+        )
+    return masks, values
 
 
-def _swap_reporter(
-    progress: ProgressCallback, masks: torch.Tensor, index: int, total: int
-) -> Callable[[int, int], None]:
-    """Turn the swap search's per-round report on image ``index`` into an AttackProgress."""
+def _swap_reporter(progress: ProgressCallback, total: int) -> Callable[[torch.Tensor, torch.Tensor], None]:
+    """Turn the swap search's per-round report into an AttackProgress."""
 
-    def report(calls_spent: int, best: int) -> None:
-        best_pixels = masks.flatten(1).sum(dim=1).long().cpu()
-        best_pixels[index] = best
+    def report(calls_spent: torch.Tensor, best: torch.Tensor) -> None:
+        best_pixels = best.long().cpu()
         progress(
             AttackProgress(
-                step=min(calls_spent, total),
+                step=min(int(calls_spent.max()), total),
                 total_steps=total,
                 phase="swap search",
                 best_pixels=best_pixels,
                 current_pixels=best_pixels.clone(),
-                true_confidence=torch.full((masks.shape[0],), float("nan")),
-                done=torch.zeros(masks.shape[0], dtype=torch.bool),
+                true_confidence=torch.full((best.shape[0],), float("nan")),
+                done=torch.zeros(best.shape[0], dtype=torch.bool),
             )
         )
 

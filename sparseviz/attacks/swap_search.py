@@ -1,4 +1,4 @@
-"""Gradient-guided local search that shrinks a sparse adversarial example.
+"""Gradient-guided local search that shrinks sparse adversarial examples, all images at once.
 
 Pruning only ever drops pixels, so a solution whose every pixel is needed stays as
 it is, even when a smaller set elsewhere in the image would fool the model (on the
@@ -9,6 +9,11 @@ of the pixels whose move to a colour corner the gradient says lowers the margin
 most; a round keeps the best swap if it lowers the margin, and the level succeeds
 as soon as a swap fools the model. Every candidate is checked exactly (forward
 pass on the 8-bit image); the gradient only proposes.
+
+A round costs two network calls for the whole batch, whatever its size: one
+gradient at every image's current candidate, one forward pass over every image's
+proposals. Images never wait for each other, and an image's result does not depend
+on its batch mates.
 """
 
 from __future__ import annotations
@@ -18,50 +23,7 @@ from collections.abc import Callable
 import torch
 
 from ..models import ImageClassifier
-from .base import is_adversarial, margin
-
-
-def forward_chunk(device: torch.device) -> int:
-    """Images per forward pass when checking many single-image variants.
-
-    On a GPU a large batch is nearly free; on the CPU it is not: EfficientNet-Lite0 at
-    224 px on one thread took ~35 ms per image at batch 1 and ~80 ms per image at
-    batch 32 (cache misses), so the CPU goes one image at a time.
-    """
-    return 64 if device.type == "cuda" else 1
-
-
-def margins_of(
-    model: ImageClassifier, batch: torch.Tensor, label: torch.Tensor, target: torch.Tensor | None,
-    stop_below: float | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Margin and adversarial flag of the images in ``batch`` (all variants of one image).
-
-    With ``stop_below``, evaluation stops after the first chunk that holds an
-    adversarial image with a margin below it, and only the evaluated images are returned.
-    """
-    chunk = forward_chunk(batch.device)
-    margins, flags = [], []
-    for start in range(0, batch.shape[0], chunk):
-        with torch.no_grad():
-            logits = model(batch[start : start + chunk])
-        labels = label.expand(logits.shape[0])
-        targets = None if target is None else target.expand(logits.shape[0])
-        margins.append(margin(logits, labels, targets))
-        flags.append(is_adversarial(logits, labels, targets))
-        if stop_below is not None and bool((flags[-1] & (margins[-1] < stop_below)).any()):
-            break
-    return torch.cat(margins), torch.cat(flags)
-
-
-def margin_gradient(
-    model: ImageClassifier, adversarial: torch.Tensor, label: torch.Tensor, target: torch.Tensor | None
-) -> tuple[torch.Tensor, float]:
-    """Gradient (3, H, W) of one image's margin with respect to its pixels, and the margin."""
-    probe = adversarial[None].clone().requires_grad_(True)
-    value = margin(model(probe), label[None], None if target is None else target[None])
-    (gradient,) = torch.autograd.grad(value.sum(), probe)
-    return gradient[0], float(value.detach())
+from .checks import Checker
 
 
 def shrink_by_swaps(
@@ -77,74 +39,126 @@ def shrink_by_swaps(
     proposals: int,
     max_calls: int,
     spent: Callable[[], bool],
-    on_round: Callable[[int, int], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """One image's search (see :func:`shrink_batch`); returns its mask, colours and model calls."""
+    calls = torch.zeros(1, dtype=torch.long, device=image.device)
+    checker = Checker(model, label.reshape(1), None if target is None else target.reshape(1), calls)
+    masks, colours = shrink_batch(
+        checker, image[None], mask[None], values[None], required=required, rounds=rounds, proposals=proposals,
+        max_calls=max_calls, spent=spent,
+    )
+    return masks[0], colours[0], int(calls[0])
+
+
+def shrink_batch(
+    checker: Checker,
+    images: torch.Tensor,
+    masks: torch.Tensor,
+    values: torch.Tensor,
+    *,
+    required: float,
+    rounds: int,
+    proposals: int,
+    max_calls: int,
+    spent: Callable[[], bool],
+    on_round: Callable[[torch.Tensor, torch.Tensor], None] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Look for smaller pixel sets that still fool the model, one pixel fewer at a time.
 
-    ``image`` (3, H, W) is the original, ``mask`` (H, W) the pixels of a solution
-    whose colours are in ``values`` (3, H, W, already 8-bit); a solution must beat the
-    boundary by ``required`` logits. The search stops once it has spent about
-    ``max_calls`` model calls (a level of ``rounds`` costs up to 1 + rounds x (1 +
-    proposals)), so a solution of hundreds of pixels cannot keep it busy for minutes.
-    ``on_round(calls_spent, best_pixels)`` is called after every round (a progress bar).
-    Returns the smallest solution found (the input one if none), and the calls spent.
+    ``images`` (N, 3, H, W) are the originals, ``masks`` (N, H, W) the pixels of each
+    solution (an empty mask: nothing to search) and ``values`` (N, 3, H, W, 8-bit) their
+    colours; a solution must beat the boundary by ``required`` logits. An image stops
+    once it has spent ``max_calls`` model calls (a round costs 1 + ``proposals``, plus 1
+    at the start of a level; the round that crosses the budget finishes), when a level
+    fails ``rounds`` times, or at one pixel. ``on_round(calls, best_pixels)`` follows
+    every round. Returns the smallest solutions found (the input ones where none).
     """
-    calls = 0
+    count, _, height, width = images.shape
+    device = images.device
+    best_masks, best_values = masks.clone(), values.clone()
+    candidates, colours = masks.clone(), values.clone()
+    tried = torch.zeros_like(masks)
+    current = torch.full((count,), float("inf"), device=device)  # the candidate's margin (inf: not known yet)
+    level_rounds = torch.zeros(count, dtype=torch.long, device=device)
+    starting = torch.ones(count, dtype=torch.bool, device=device)  # a new level begins: drop a pixel first
+    stopped = ~masks.flatten(1).any(dim=1)
+    spent_calls = torch.zeros(count, dtype=torch.long, device=device)
 
-    def out_of_budget() -> bool:
-        return calls >= max_calls or spent()
-
-    best_mask, best_values = mask.clone(), values.clone()
-    while int(best_mask.sum()) > 1 and not out_of_budget():
-        adversarial = torch.where(best_mask, best_values, image)
-        gradient, _ = margin_gradient(model, adversarial, label, target)
-        calls += 1
-        candidate, colours = best_mask.clone(), best_values.clone()
-        candidate.view(-1)[_least_needed(gradient, image, adversarial, candidate, 1)] = False
-        tried = torch.zeros_like(best_mask)
-        found = False
-        for _ in range(rounds):
-            if out_of_budget():
-                break
-            adversarial = torch.where(candidate, colours, image)
-            gradient, current = margin_gradient(model, adversarial, label, target)
-            calls += 1
-            if current < -required:  # rare: the drop alone already fools it
-                found = True
-                break
+    while not spent():
+        pixels = best_masks.flatten(1).sum(dim=1)
+        active = (~stopped & (spent_calls < max_calls) & (pixels > 1)).nonzero().squeeze(1)
+        if active.numel() == 0:
+            break
+        # One gradient call: at the solution for images starting a level (to choose the pixel to
+        # drop), at the current candidate for the others.
+        rows = torch.where(
+            starting[active, None, None, None],
+            torch.where(best_masks[active, None], best_values[active], images[active]),
+            torch.where(candidates[active, None], colours[active], images[active]),
+        )
+        gradients, margins = checker.gradients(rows, active)
+        spent_calls[active] += 1
+        trial_rows, trial_owners, trial_masks, trial_colours = [], [], [], []
+        for position, index in enumerate(active.tolist()):
+            image, gradient = images[index], gradients[position]
+            if starting[index]:
+                candidate, colour = best_masks[index].clone(), best_values[index].clone()
+                adversarial = torch.where(candidate, colour, image)
+                candidate.view(-1)[_least_needed(gradient, image, adversarial, candidate, 1)] = False
+                candidates[index], colours[index] = candidate, colour
+                tried[index] = False
+                level_rounds[index] = 0
+                current[index] = float("inf")
+                # The candidate itself rides along with the proposals: its margin, and maybe a success.
+                variants = [(candidate, colour)]
+            else:
+                current[index] = margins[position]
+                variants = []
+            candidate, colour = candidates[index], colours[index]
+            adversarial = torch.where(candidate, colour, image)
             corners = (gradient < 0).to(image.dtype)  # per channel, the end that lowers the margin
             gain = -(gradient * (corners - image)).sum(dim=0)  # first-order margin drop
-            gain = gain.masked_fill(candidate | tried, float("-inf")).flatten()
+            gain = gain.masked_fill(candidate | tried[index], float("-inf")).flatten()
             additions = gain.topk(min(proposals, gain.numel())).indices
             additions = additions[gain[additions] > float("-inf")]
-            if additions.numel() == 0:  # every pixel of the image has been tried at this level
-                break
+            if additions.numel() == 0 and not variants:  # every pixel has been tried at this level
+                stopped[index] = True
+                continue
             removals = _least_needed(gradient, image, adversarial, candidate, 2)
-            trial_masks, trial_colours = [], []
-            for index, added in enumerate(additions):
-                trial_mask, trial_colour = candidate.clone(), colours.clone()
-                trial_mask.view(-1)[removals[index % removals.numel()]] = False
+            for number, added in enumerate(additions):
+                trial_mask, trial_colour = candidate.clone(), colour.clone()
+                trial_mask.view(-1)[removals[number % removals.numel()]] = False
                 trial_mask.view(-1)[added] = True
                 trial_colour.view(3, -1)[:, added] = corners.view(3, -1)[:, added]
+                variants.append((trial_mask, trial_colour))
+            tried[index].view(-1)[additions] = True
+            for trial_mask, trial_colour in variants:
+                trial_rows.append(torch.where(trial_mask, trial_colour, image))
                 trial_masks.append(trial_mask)
                 trial_colours.append(trial_colour)
-            tried.view(-1)[additions] = True
-            trials = torch.stack([torch.where(m, c, image) for m, c in zip(trial_masks, trial_colours)])
-            # Best-first order: on the CPU, the first trial that fools ends the round.
-            trial_margins, fooled = margins_of(model, trials, label, target, stop_below=-required)
-            calls += trial_margins.shape[0]
-            pick = int(trial_margins.argmin())
-            if float(trial_margins[pick]) < current:
-                candidate, colours = trial_masks[pick], trial_colours[pick]
-            found = bool(fooled[pick]) and float(trial_margins[pick]) < -required
-            if on_round is not None:
-                on_round(calls, int(candidate.sum()) if found else int(best_mask.sum()))
-            if found:
-                break
-        if not found:
-            break
-        best_mask, best_values = candidate, colours
-    return best_mask, best_values, calls
+                trial_owners.append(index)
+        if not trial_rows:
+            continue
+        owners = torch.tensor(trial_owners, device=device)
+        trial_margins, fooled = checker.margins(torch.stack(trial_rows), owners)
+        spent_calls.index_add_(0, owners, torch.ones_like(owners))
+        fooled = fooled & (trial_margins < -required)
+        for index in owners.unique().tolist():
+            rows_of = (owners == index).nonzero().squeeze(1)
+            pick = int(rows_of[trial_margins[rows_of].argmin()])
+            if float(trial_margins[pick]) < float(current[index]):
+                candidates[index], colours[index] = trial_masks[pick], trial_colours[pick]
+                current[index] = trial_margins[pick]
+            starting[index] = False
+            if bool(fooled[pick]):  # one pixel fewer: the next level starts from here
+                best_masks[index], best_values[index] = candidates[index], colours[index]
+                starting[index] = True
+            else:
+                level_rounds[index] += 1
+                stopped[index] = bool(level_rounds[index] >= rounds)
+        if on_round is not None:
+            on_round(spent_calls, best_masks.flatten(1).sum(dim=1))
+    return best_masks, best_values
 
 
 def _least_needed(

@@ -1,0 +1,128 @@
+"""Streamlit wiring of the server-wide job pool (``sparseviz.jobs``), shared by the app's pages.
+
+Every heavy call of a page (attack, explanation, PGD, sweep, audit) goes through
+:func:`pooled`: it queues the work as the session's one job, shows "queued, 3 ahead of you,
+about 20 s" and then the job's progress bar with a Stop button, and returns the finished job.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import streamlit as st
+import torch
+from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+from sparseviz import jobs
+
+POLL_SECONDS = 0.25  # how often a waiting page refreshes its queue position / progress bar
+
+
+def session_alive(session_id: str) -> bool:
+    """Whether a browser tab is still connected to the session (a closed tab's queued job is dropped)."""
+    from streamlit.runtime import Runtime
+
+    return not Runtime.exists() or bool(Runtime.instance().is_active_session(session_id))
+
+
+def warm_worker() -> None:
+    """First-use costs, paid in each worker before any job: imports (Captum, parts of torch) and a
+    thread's first autograd passes each held the GIL for about a second on a busy 2-core CPU,
+    stalling every page. A throwaway attack, PGD and explanation on a tiny network pay them up front."""
+    from torch import nn
+
+    from sparseviz import interpret
+    from sparseviz.attacks import SparseConfig, pgd, sparse_attack
+    from sparseviz.models import ImageClassifier
+
+    with torch.random.fork_rng():  # fixed tiny weights; the global random state is left as it was
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
+                            nn.Linear(16, 3))
+    model = ImageClassifier(net, name="warm-up", class_names=["a", "b", "c"], input_size=16, resize_size=16,
+                            mean=(0.5,) * 3, std=(0.25,) * 3, cam_layer="0")
+    image = torch.linspace(0, 1, 3 * 16 * 16).reshape(1, 3, 16, 16)
+    label = model.predict_proba(image).argmax(1)
+    result = sparse_attack(model, image, label, config=SparseConfig(steps=10))
+    pgd(model, image, label)
+    if bool(result.success[0]):
+        interpret.explain(model, result, 0)
+
+
+@st.cache_resource(show_spinner=False)
+def job_pool() -> jobs.JobPool:
+    """The one pool of this server process: every session's heavy work queues here."""
+    return jobs.JobPool(jobs.default_workers(), alive=session_alive, log_path=os.environ.get(jobs.JOB_LOG_ENV),
+                        warmup=warm_worker)
+
+
+def session_id() -> str:
+    ctx = get_script_run_ctx()
+    return ctx.session_id if ctx is not None else "local"
+
+
+def queue_text(view: jobs.JobView, what: str, workers: int) -> str:
+    ahead = "next in line" if view.ahead == 0 else f"{view.ahead} ahead of you"
+    eta = "" if view.eta_seconds is None else f", about {max(1, round(view.eta_seconds))} s"
+    shared = f" (shared with {view.sharing - 1} other session(s) asking for the same)" if view.sharing > 1 else ""
+    return (f"{what} queued, {ahead}{eta}{shared}. This server runs {workers} heavy job(s) at a time "
+            f"for everyone; identical requests share one run.")
+
+
+def follow(job: jobs.Job, place: Any, what: str) -> bool:
+    """Show ``job``'s place in the queue, then its progress bar, until it ends; False if the user left it.
+
+    The script waits here in short slices and redraws each time: a click anywhere makes
+    Streamlit interrupt it at that redraw and rerun the page, which comes back here while the
+    job is unfinished. Stop cancels a queued job (it never runs) and stops a running one at
+    its next step, unless other sessions wait on the same job: then only this one leaves it.
+    """
+    if job.finished_state:
+        return True
+    pool = job_pool()
+    with place.container():
+        left, right = st.columns([5, 1], vertical_alignment="center")
+        line = left.empty()
+        stop = right.button("Stop", key=f"stop_{job.kind}", width="stretch")
+    if stop and not pool.cancel(session_id(), job) and not job.finished_state:
+        place.info(f"You stopped waiting; {what.lower()} goes on for the other session(s) that asked for it.")
+        return False
+    while not job.wait(POLL_SECONDS):
+        view = pool.snapshot(job)
+        if view.state == jobs.QUEUED:
+            line.info(queue_text(view, what, pool.workers))
+        else:
+            line.progress(view.fraction, text=view.text or f"{what} running...")
+    place.empty()
+    return True
+
+
+def submit_job(kind: str, key: tuple, work: jobs.Work) -> jobs.Job:
+    """Queue ``work`` on the shared pool as this session's one job (replacing its unfinished one)."""
+    job_key = (kind, *key)
+    job = job_pool().submit(session_id(), job_key, work, kind=kind, label=" ".join(map(str, job_key)))
+    st.session_state["job"] = job
+    return job
+
+
+def pooled(kind: str, key: tuple, work: jobs.Work | None, place: Any, what: str, *, start: bool) -> jobs.Job | None:
+    """This session's finished job for ``(kind, *key)``, run on the shared pool; None if not asked for.
+
+    ``start`` submits it (replacing this session's other unfinished job); after a rerun the
+    session's unfinished job with this key is followed again without a new click.
+    """
+    job: jobs.Job | None = st.session_state.get("job")
+    if job is None or job.key != (kind, *key):
+        if not start or work is None:
+            return None
+        job = submit_job(kind, key, work)
+    if not follow(job, place, what):
+        st.session_state.pop("job", None)
+        return None
+    if st.session_state.get("job") == job:
+        del st.session_state["job"]
+    if job.state == jobs.FAILED:
+        error = job.error or RuntimeError("unknown error")
+        place.error(f"{what} failed: {' '.join(str(error).split()) or type(error).__name__}")
+    return job
