@@ -46,7 +46,7 @@ from .models import ImageClassifier
 from .proof import Ablation, GroupRow, JointAction, prove, sentence
 
 __all__ = ["METHODS", "KINDS", "MAP_KEYS", "ExplainConfig", "Explanation", "PixelRecord", "explain",
-           "explain_pixels", "hooks_on", "model_lock", "agreement_score", "find_cam_layer", "guided_backprop_coverage"]
+           "explain_pixels", "hooks_on", "model_lock", "agreement_score", "attribution_maps", "find_cam_layer", "guided_backprop_coverage"]
 
 METHODS = ("gradcam", "integrated_gradients", "saliency", "smoothgrad", "guided_gradcam")
 MAP_KEYS = (("clean", "true"), ("clean", "adv"), ("adv", "true"), ("adv", "adv"))
@@ -126,6 +126,7 @@ class Explanation:
     agreement_parts: dict[str, float | None]  # {"obscuring": rho, "leading": rho}
     seconds: float  # whole call
     split_seconds: float  # contributions + proof only
+    split_evaluations: int  # images through the model for contributions + proof (a machine-independent cost)
     warnings: tuple[str, ...]
     config: ExplainConfig = field(default_factory=ExplainConfig)
 
@@ -165,7 +166,8 @@ class Explanation:
             "top_k_before": [list(t) for t in self.top_k_before], "top_k_after": [list(t) for t in self.top_k_after],
             "true_prob_drop": self.true_drop, "adv_prob_rise": self.adv_rise,
             "counts": self.counts, "agreement": self.agreement, "agreement_parts": self.agreement_parts,
-            "seconds": self.seconds, "split_seconds": self.split_seconds, "warnings": list(self.warnings),
+            "seconds": self.seconds, "split_seconds": self.split_seconds, "split_evaluations": self.split_evaluations,
+            "warnings": list(self.warnings),
         }
 
 
@@ -294,6 +296,29 @@ def agreement_score(map_true: np.ndarray, map_adv: np.ndarray, contributions: Co
     return (float(np.mean(known)) if known else None), parts
 
 
+def attribution_maps(model: ImageClassifier, clean: torch.Tensor, adv: torch.Tensor, y: int, a: int, method: str,
+                     config: ExplainConfig) -> tuple[dict[tuple[str, str], np.ndarray], list[str]]:
+    """The four (image, class) maps at pixel resolution, and any caveat about them.
+
+    Runs on a private deep copy of the model (Captum's layer hooks never touch the shared one).
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}.")
+    notes: list[str] = []
+    layer = find_cam_layer(model, config.gradcam_min_size) if "gradcam" in method else None
+    if method == "guided_gradcam":
+        note = _guided_warning(model)
+        if note and config.strict_guided:
+            raise ValueError(note)
+        if note:
+            notes.append(note)
+    with model_lock(model), EvalMode(model):
+        private = copy.deepcopy(model)  # ~20 MB, ~30 ms
+        images = torch.stack([clean, clean, adv, adv]).to(model.device)
+        planes = _planes(private, images, torch.tensor([y, a, y, a], device=model.device), method, config, layer)
+    return {key: plane.astype(np.float32) for key, plane in zip(MAP_KEYS, planes.float().cpu().numpy())}, notes
+
+
 # ---------------------------------------------------------------- explanation
 
 
@@ -335,18 +360,8 @@ def _explain(model: ImageClassifier, result: AttackResult, index: int, method: s
         if method is not None:
             if progress is not None:
                 progress(1.0, f"{method} maps")
-            layer = find_cam_layer(model, config.gradcam_min_size) if "gradcam" in method else None
-            if method == "guided_gradcam":
-                note = _guided_warning(model)
-                if note and config.strict_guided:
-                    raise ValueError(note)
-                if note:
-                    notes.append(note)
-            private = copy.deepcopy(model)  # Captum's layer hooks go on a private copy (~20 MB, ~30 ms)
-            images = torch.stack([clean, clean, adv, adv]).to(model.device)
-            planes = _planes(private, images, torch.tensor([y, a, y, a], device=model.device), method, config, layer)
-            for key, plane in zip(MAP_KEYS, planes.float().cpu().numpy()):
-                maps[key] = plane.astype(np.float32)
+            maps, map_notes = attribution_maps(model, clean, adv, y, a, method, config)
+            notes += map_notes
     o_share, l_share = contributions.shares(config.split.floor)
     before, after = to_uint8(clean), to_uint8(adv)
     ys, xs = contributions.ys, contributions.xs
@@ -377,13 +392,14 @@ def _explain(model: ImageClassifier, result: AttackResult, index: int, method: s
         split_note=contributions.note, true_label=y, adv_label=a, true_name=names[y] if names else None,
         adv_name=names[a] if names else None, maps=maps, vmin=0.0, vmax=vmax, pixels=records,
         ablation=ablation.rows, holds=ablation.holds, holds_why=ablation.why, joint=joint,
-        sentence=sentence(contributions, labels, joint, true_name, adv_name, tuple(clean.shape[-2:])),
+        sentence=sentence(contributions, labels, joint, true_name, adv_name, (int(clean.shape[-2]), int(clean.shape[-1]))),
         total_drop=contributions.total_drop, total_rise=contributions.total_rise,
         completeness_error=contributions.completeness_error,
         top_k_before=_top_k(clean_probs, config.top_k, names), top_k_after=_top_k(adv_probs, config.top_k, names),
         true_drop=float(clean_probs[y] - adv_probs[y]), adv_rise=float(adv_probs[a] - clean_probs[a]),
         counts={kind: labels.count(kind) for kind in KINDS}, agreement=agreement, agreement_parts=parts,
-        seconds=time.perf_counter() - start, split_seconds=split_seconds, warnings=tuple(notes), config=config,
+        seconds=time.perf_counter() - start, split_seconds=split_seconds,
+        split_evaluations=contributions.evaluations + game.evaluations, warnings=tuple(notes), config=config,
     )
 
 

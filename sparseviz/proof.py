@@ -57,7 +57,7 @@ class JointAction:
     best_single: tuple[int, int]  # (y, x) of that pixel
     singles_sum_share: float  # what the pixels do one at a time, summed (1 = purely additive)
     alone_flips: int  # pixels that flip the prediction on their own
-    smallest_flipping_set: int  # fewest top-ranked pixels (by contribution) that flip it together
+    smallest_flipping_set: int  # fewest top-ranked pixels (by contribution) that flip it together (ladder search)
     pixels: int
 
 
@@ -92,6 +92,35 @@ def _flips(logits: torch.Tensor, y: int, target: int | None) -> torch.Tensor:
     return predicted == target if target is not None else predicted != y
 
 
+def _ladder(k: int) -> list[int]:
+    """Prefix sizes 1, 2, 3, 4, 6, 8, 12, 16, 24, ... below k: a few forwards find the scale of the answer."""
+    sizes, size = [], 1
+    while size < k:
+        sizes.append(size)
+        size = size + 1 if size < 4 else size + size // 2
+    return sorted(set(sizes))
+
+
+def _smallest_flipping_prefix(game: PixelGame, order: np.ndarray, y: int, target: int | None) -> int:
+    """Fewest top-ranked pixels that flip the model together: a ladder of sizes, then every size below the first hit.
+
+    All k pixels always flip it (that is the adversarial image).
+    """
+    k = len(order)
+
+    def flips(sizes: list[int]) -> list[int]:
+        prefixes = torch.zeros(len(sizes), k)
+        for row, size in enumerate(sizes):
+            prefixes[row, torch.from_numpy(order[:size].copy())] = 1.0
+        return [sizes[int(i)] for i in _flips(game.logits(prefixes), y, target).nonzero()[:, 0]] if sizes else []
+
+    ladder = _ladder(k)
+    hits = flips(ladder)
+    first = hits[0] if hits else k
+    below = [s for s in range(max([s for s in ladder if s < first], default=0) + 1, first) if s not in ladder]
+    return min(flips(below) + [first])
+
+
 def prove(game: PixelGame, contributions: Contributions, labels: list[str], *, target: int | None = None
           ) -> tuple[Ablation, JointAction]:
     """Group ablation and joint action for one image, in batched forward passes."""
@@ -111,16 +140,7 @@ def prove(game: PixelGame, contributions: Contributions, labels: list[str], *, t
     shares = ((margin[4:] - margin[0]) / whole).numpy().astype(np.float64)
     best = int(np.argmax(shares))
     order = np.argsort(-(contributions.obscuring + contributions.leading), kind="stable")
-    smallest = k
-    for start in range(1, k, game.batch_size):  # prefixes of the ranking, batch by batch, until one flips
-        sizes = list(range(start, min(start + game.batch_size, k)))
-        prefixes = torch.zeros(len(sizes), k)
-        for row, size in enumerate(sizes):
-            prefixes[row, torch.from_numpy(order[:size].copy())] = 1.0
-        flipped = _flips(game.logits(prefixes), y, target).nonzero()
-        if len(flipped):
-            smallest = sizes[int(flipped[0])]
-            break
+    smallest = _smallest_flipping_prefix(game, order, y, target)
     joint = JointAction(
         single_shares=shares, best_single_share=float(shares[best]),
         best_single=(int(contributions.ys[best]), int(contributions.xs[best])),

@@ -232,3 +232,56 @@ def test_bad_config_is_refused():
         SplitConfig(method="lime")
     with pytest.raises(ValueError, match="exact_max_pixels"):
         SplitConfig(exact_max_pixels=30)
+
+
+def test_smallest_flipping_set_matches_brute_force():
+    """Ten green pixels of falling weight; the flip needs the top m of them (m found by brute force)."""
+    spots = [(r, c) for r in range(2) for c in range(5)]
+    weights = torch.arange(10, 0, -1).float()
+
+    def adv_fn(x: torch.Tensor) -> torch.Tensor:
+        return (torch.stack([x[:, 1, r, c] for r, c in spots], dim=1) * weights).sum(1) - 37.0
+
+    model = wrap(Game(lambda x: torch.zeros(len(x)), adv_fn))
+    clean = torch.zeros(3, SIZE, SIZE)
+    adv = clean.clone()
+    for r, c in spots:
+        adv[1, r, c] = 1.0
+    c = split(model, clean, adv, 0, 1)
+    game = PixelGame(model, clean, adv, torch.from_numpy(c.ys), torch.from_numpy(c.xs), (0, 1))
+    _, joint = prove(game, c, c.labels())
+    brute = next(m for m in range(1, 11) if float(weights[:m].sum()) - 37.0 > 0)  # 10+9+8+7+6 = 40 > 37
+    assert joint.smallest_flipping_set == brute == 5
+
+
+@pytest.mark.slow
+def test_completeness_on_the_real_model(real_model):
+    """IG (16 midpoint steps) adds up to within 10% of the margin change; sampled Shapley exactly."""
+    from sparseviz.gallery import bundled_images
+    from sparseviz.images import load_image, to_tensor
+
+    clean = real_model.preprocess(to_tensor(load_image(bundled_images()["chelsea"]).image))
+    adv = clean.clone()
+    generator = torch.Generator().manual_seed(0)
+    for y, x in torch.randint(60, 160, (12, 2), generator=generator).tolist():
+        adv[:, y, x] = torch.randint(0, 2, (3,), generator=generator).float()
+    with torch.no_grad():
+        logits = real_model(torch.stack([clean, adv]))
+    y_label = int(logits[0].argmax())
+    a_label = next(int(c) for c in logits[1].topk(2).indices if int(c) != y_label)  # no flip needed to add up
+    state = torch.get_rng_state()
+    ig = split(real_model, clean, adv, y_label, a_label)
+    shapley = split(real_model, clean, adv, y_label, a_label,
+                    config=SplitConfig(method="shapley", shapley_permutations=2))
+    assert torch.equal(torch.get_rng_state(), state)
+    margin = abs(ig.total_drop + ig.total_rise)
+    assert ig.k == shapley.k >= 10
+    assert ig.completeness_error <= 0.1 * margin + 0.02, (ig.completeness_error, margin)
+    assert shapley.completeness_error < 1e-3
+    assert list(hooks_on(real_model)) == []
+
+
+def test_auto_takes_exact_shapley_for_few_pixels_and_ig_above():
+    model, clean, adv = interaction_case()  # 6 changed pixels
+    assert split(model, clean, adv, 0, 1).method == "shapley_exact"
+    assert split(model, clean, adv, 0, 1, config=SplitConfig(auto_exact_pixels=5)).method == "integrated_gradients"
