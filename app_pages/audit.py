@@ -19,8 +19,8 @@ from sparseviz import audit_inputs, audit_session, audit_views, demo, jobs
 from sparseviz.attacks import SparseConfig
 from sparseviz.bench import LoadedFolder
 from sparseviz.models import DEFAULT_MODEL, MODELS, ImageClassifier, ModelError, load_model
+from sparseviz.widgets import option_widget
 
-DEFAULTS = SparseConfig()
 GALLERY = "bundled gallery"
 UPLOAD = "upload files or a zip"
 SHOWN = 4  # most / least fragile thumbnails
@@ -52,9 +52,9 @@ def inputs_ui() -> tuple[str, SparseConfig] | None:
             help=f"Up to {limits.max_files} images and {limits.max_total_bytes / 2**20:.0f} MiB in all; each file "
                  f"under the single-upload limit ({limits.image.max_bytes / 2**20:.0f} MiB). Archives inside a zip "
                  "are not opened; unreadable files are listed as skipped.")
-    weight = st.sidebar.slider("sparsity weight", 0.1, 4.0, float(DEFAULTS.sparsity_weight), 0.05, key="audit_weight")
-    steps = st.sidebar.number_input("steps (at most)", 1, 2000, int(DEFAULTS.steps), 10, key="audit_steps")
-    seed = st.sidebar.number_input("seed", 0, 2**31 - 1, int(DEFAULTS.seed), key="audit_seed")
+    weight = option_widget(st.sidebar, SparseConfig, "sparsity_weight", key="audit_weight")
+    steps = option_widget(st.sidebar, SparseConfig, "steps", key="audit_steps")
+    seed = option_widget(st.sidebar, SparseConfig, "seed", key="audit_seed")
     st.sidebar.caption("Untargeted, one image at a time, as `sparseviz audit`; labels are the model's own clean "
                        "predictions.")
     if audit_session.ray_address() is not None:  # the server was started with SPARSEVIZ_AUDIT_RAY set

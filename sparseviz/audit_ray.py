@@ -31,7 +31,7 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, cast
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -40,7 +40,8 @@ from torch import nn
 from .attacks import ATTACKS
 from .attacks.base import to_uint8
 from .audit import AuditReport, audit_batch, audit_meta, build_report, write_files
-from .bench import BenchImage, image_files, load_file, machine_info
+from .bench import BenchImage, load_file, machine_info
+from .images import image_files
 from .images import ImageLimits
 from .models import ImageClassifier, load_model
 
@@ -155,7 +156,7 @@ class RowLog:
 
 def model_shell(model: ImageClassifier) -> ImageClassifier:
     """The model's class names and preprocessing without its weights: cheap to ship to decode tasks."""
-    mean, std = cast(torch.Tensor, model.mean), cast(torch.Tensor, model.std)
+    mean, std = model.mean, model.std
     return ImageClassifier(
         nn.Identity(), name=model.name, class_names=model.class_names, input_size=model.input_size,
         resize_size=model.resize_size, mean=mean.flatten().tolist(), std=std.flatten().tolist(),
