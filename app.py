@@ -21,7 +21,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -33,12 +32,13 @@ from app_pool import job_pool, pooled, submit_job
 from sparseviz import demo, experiments, jobs, views, warmup
 from sparseviz.attacks import PGDConfig, SparseConfig, pgd, sparse_attack
 from sparseviz.attacks.base import AttackProgress, AttackResult
-from sparseviz.commands.attack import build_report
 from sparseviz.gallery import bundled_images, load_bundled
-from sparseviz.images import ImageLoadError, LoadedImage, to_pil, to_tensor
+from sparseviz.images import ImageLoadError, LoadedImage, load_upload, to_pil, to_tensor
 from sparseviz.models import (
-    DEFAULT_MODEL, MODELS, ImageClassifier, ModelError, load_model, load_user_model, resolve_device,
+    DEFAULT_MODEL, MODELS, ImageClassifier, ModelError, load_model, load_user_model, resolve_device, user_model_info,
 )
+from sparseviz.report import attack_report, top_k
+from sparseviz.widgets import option_widget
 
 DEFAULTS = SparseConfig()
 DEFAULT_IMAGE = demo.DEFAULT_PHOTO  # a photo the model is sure about (espresso 95%)
@@ -73,13 +73,8 @@ def cached_model(name: str, device: str) -> ImageClassifier:
 @st.cache_resource(show_spinner="Loading your model file...", max_entries=4)
 def cached_user_model(digest: str, data: bytes, suffix: str, size: int, mean: str, std: str, names: str,
                       device: str) -> ImageClassifier:
-    info = experiments.user_model_info(size, mean, std, names)
-    with tempfile.NamedTemporaryFile(suffix=suffix, delete=False) as handle:
-        handle.write(data)
-    try:
-        return load_user_model(handle.name, info, trusted=True, device=device)
-    finally:
-        Path(handle.name).unlink(missing_ok=True)
+    info = user_model_info(size, mean, std, names)
+    return load_user_model(data, info, trusted=True, device=device, name=f"model{suffix}")
 
 
 def remember(name: str, key: tuple, value: Any) -> Any:
@@ -143,7 +138,7 @@ def image_ui() -> tuple[str, LoadedImage] | None:
         st.info(hint)
         return None
     data = upload.getvalue()
-    loaded = views.load_upload(upload.name, data)
+    loaded = load_upload(upload.name, data)
     if isinstance(loaded, str):
         st.error(f"Cannot use this file. {loaded}")
         return None
@@ -154,7 +149,7 @@ def image_ui() -> tuple[str, LoadedImage] | None:
 
 def audit_image_ui(name: str, data: bytes) -> tuple[str, LoadedImage] | None:
     """An image the Audit page opened here: loaded exactly as that audit loaded it."""
-    loaded = views.load_upload(name, data)
+    loaded = load_upload(name, data)
     if isinstance(loaded, str):
         st.error(f"Cannot use this file. {loaded}")
         return None
@@ -250,12 +245,10 @@ def settings_ui(class_names: list[str], true_label: int) -> tuple[Settings, bool
     """The attack form; returns (settings, submitted). Nothing runs until the button is pressed."""
     with st.sidebar.form("attack_form"):
         st.header("3. Attack")
-        weight = st.slider("sparsity weight (higher = fewer pixels, more risk of failing)", 0.1, 4.0,
-                           float(query_default("weight", float, DEFAULTS.sparsity_weight)), 0.05, key="weight")
-        steps = st.number_input("steps (at most; most photos stop earlier)", 1, 2000,
-                                int(query_default("steps", int, DEFAULTS.steps)), 10, key="steps")
-        seed = st.number_input("seed (same seed, same result)", 0, 2**31 - 1, int(query_default("seed", int, DEFAULTS.seed)),
-                               key="seed")
+        weight = option_widget(st, SparseConfig, "sparsity_weight", key="weight",
+                               value=query_default("weight", float, DEFAULTS.sparsity_weight))
+        steps = option_widget(st, SparseConfig, "steps", key="steps", value=query_default("steps", int, DEFAULTS.steps))
+        seed = option_widget(st, SparseConfig, "seed", key="seed", value=query_default("seed", int, DEFAULTS.seed))
         wanted_target = query_default("target", str, None)
         mode = st.radio("goal", ["untargeted", "targeted"], index=1 if wanted_target else 0, horizontal=True, key="mode")
         choices = [name for i, name in enumerate(class_names) if i != true_label]
@@ -399,10 +392,7 @@ def results_ui(result: AttackResult, model: ImageClassifier, image_name: str, de
     st.plotly_chart(views.top5_bars(result.clean_probs[0], result.adv_probs[0], model.class_names),
                     width="stretch", key="top5_bars")
     st.markdown("**Keep it**")
-    try:
-        report = build_report(result, model, image_name, device)
-    except RuntimeError:  # build_report's fixed top-5 fails for models with fewer than 5 classes
-        report = {"image": image_name, **result.summary(0, model.class_names)}
+    report = attack_report(result, model.class_names, image_name, device)
     columns = st.columns(3)
     columns[0].download_button("adversarial PNG", views.png_bytes(result.adversarials[0]), "adversarial.png", "image/png",
                                key="dl_adv", width="stretch")
@@ -583,7 +573,7 @@ def clean_ui(image: torch.Tensor, clean: torch.Tensor, model: ImageClassifier) -
     right.markdown(f"<div class='sv-verdict'>{demo_markdown(demo.clean_verdict(clean, model.class_names))}</div>",
                    unsafe_allow_html=True)
     right.dataframe(
-        [{"class": r["class"], "probability": r["probability"]} for r in views.top5_frame(clean, model.class_names)],
+        [{"class": r["class"], "probability": r["probability"]} for r in top_k(clean, model.class_names)],
         hide_index=True, width="stretch", key="clean_top5",
         column_config={"probability": st.column_config.ProgressColumn("probability", format="percent",
                                                                       min_value=0.0, max_value=1.0)},
@@ -677,7 +667,9 @@ def main() -> None:
         return
     else:
         target = f"target {settings.target}" if settings.target else "untargeted"
-        status.caption(f"Result for {image_id.split(':', 1)[-1]} on {model_id}: sparsity weight "
+        opened = st.session_state.get("opened")
+        shown = opened[0] if opened and image_id.startswith(f"{AUDIT_SOURCE}:") else image_id.split(":", 1)[-1]
+        status.caption(f"Result for {shown} on {model_id}: sparsity weight "
                        f"{settings.sparsity_weight:g}, {settings.steps} steps, seed {settings.seed}, {target}, {device}.")
     tab_result, tab_why, tab_compare, tab_transfer = st.tabs(["Result", "Why it works", "Compare", "Transfer"])
     with tab_result:

@@ -8,20 +8,19 @@ the single-image view).
 
 from __future__ import annotations
 
+import hashlib
 import statistics
+from typing import Any, cast
 
 import streamlit as st
 
-from sparseviz import audit_inputs, audit_session, audit_views, demo
+from app_pool import pooled
+from sparseviz import audit_inputs, audit_session, audit_views, demo, jobs
 from sparseviz.attacks import SparseConfig
-from sparseviz.models import DEFAULT_MODEL, MODELS, ModelError, load_model
+from sparseviz.bench import LoadedFolder
+from sparseviz.models import DEFAULT_MODEL, MODELS, ImageClassifier, ModelError, load_model
+from sparseviz.widgets import option_widget
 
-try:  # Streamlit interrupts a running script with these when a widget changes (e.g. Stop is clicked)
-    from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException as _Interrupt
-except ImportError:  # pragma: no cover - another Streamlit layout: stopping discards the run instead
-    _Interrupt = ()  # type: ignore[assignment,misc]
-
-DEFAULTS = SparseConfig()
 GALLERY = "bundled gallery"
 UPLOAD = "upload files or a zip"
 SHOWN = 4  # most / least fragile thumbnails
@@ -53,9 +52,9 @@ def inputs_ui() -> tuple[str, SparseConfig] | None:
             help=f"Up to {limits.max_files} images and {limits.max_total_bytes / 2**20:.0f} MiB in all; each file "
                  f"under the single-upload limit ({limits.image.max_bytes / 2**20:.0f} MiB). Archives inside a zip "
                  "are not opened; unreadable files are listed as skipped.")
-    weight = st.sidebar.slider("sparsity weight", 0.1, 4.0, float(DEFAULTS.sparsity_weight), 0.05, key="audit_weight")
-    steps = st.sidebar.number_input("steps (at most)", 1, 2000, int(DEFAULTS.steps), 10, key="audit_steps")
-    seed = st.sidebar.number_input("seed", 0, 2**31 - 1, int(DEFAULTS.seed), key="audit_seed")
+    weight = option_widget(st.sidebar, SparseConfig, "sparsity_weight", key="audit_weight")
+    steps = option_widget(st.sidebar, SparseConfig, "steps", key="audit_steps")
+    seed = option_widget(st.sidebar, SparseConfig, "seed", key="audit_seed")
     st.sidebar.caption("Untargeted, one image at a time, as `sparseviz audit`; labels are the model's own clean "
                        "predictions.")
     if audit_session.ray_address() is not None:  # the server was started with SPARSEVIZ_AUDIT_RAY set
@@ -72,63 +71,77 @@ def collect() -> audit_inputs.Collected:
     return audit_inputs.collect_gallery(st.session_state.get("audit_gallery") or [])
 
 
-def run_ui(model_name: str, config: SparseConfig) -> None:
-    """Run the audit with a progress bar and Stop; the finished (or stopped) run is kept in the session."""
-    try:
-        model = load_model(model_name, device="auto")
-    except (ModelError, ValueError) as error:
-        st.error(one_line(error))
-        return
-    collected = collect()
-    folder = audit_inputs.decode(collected, model)
-    if not folder.images:
-        st.error("No usable images: " + ("; ".join(f"{n}: {r}" for n, r in folder.skipped[:5]) or "none chosen."))
-        return
+def audit_work(model: ImageClassifier, model_name: str, folder: LoadedFolder, collected: audit_inputs.Collected,
+               config: SparseConfig, gallery: bool, ray_address: str | None) -> jobs.Work:
+    """The audit as a job on the server's shared pool: progress per image, stops between images
+    (the Ray engine, when chosen, runs to the end)."""
     total = len(folder.images)
-    address = audit_session.ray_address()
-    on_ray = address is not None and st.session_state.get("audit_engine") == "ray"
-    place = st.empty()  # progress bar + Stop while running, gone afterwards
-    left, right = place.container().columns([5, 1], vertical_alignment="center")
-    bar = left.progress(0.0, text=f"auditing {total} image(s){' on Ray' if on_ray else ''}...")
-    if not on_ray:
-        right.button("Stop", key="stop_audit", width="stretch", help="Stop after the current image; keep what is done.")
-    interrupted: list[BaseException] = []
-    done: list[str] = []
 
-    def on_step(name: str) -> None:
-        done.append(name)
-        if interrupted:
-            return
-        try:
-            bar.progress(len(done) / total, text=f"{len(done)}/{total} done (last: {name})")
-        except _Interrupt as request:
-            interrupted.append(request)
+    def work(ctx: jobs.JobContext) -> dict[str, Any]:
+        done: list[str] = []
 
-    try:
-        if on_ray and address is not None:
-            run = audit_session.run_on_ray(model_name, collected, config=config, address=address, on_row=on_step)
+        def on_step(name: str) -> None:
+            done.append(name)
+            ctx.report(len(done) / total, f"{len(done)}/{total} done (last: {name})")
+
+        if ray_address is not None:
+            run = audit_session.run_on_ray(model_name, collected, config=config, address=ray_address, on_row=on_step)
         else:
             run = audit_session.run_in_memory(model, folder, config=config, on_step=on_step,
-                                              should_stop=lambda: bool(interrupted))
-    except Exception as error:  # noqa: BLE001 - a failed audit is a message; the app keeps serving
-        st.error(f"The audit failed: {one_line(error)}")
+                                              should_stop=ctx.should_stop)
+
+        def row_name(name: str) -> str:  # the Ray engine reads the files flat (a/b.png as a__b.png)
+            return name.replace("/", "__") if ray_address is not None else name
+
+        originals = {row_name(item.name): item.image for item in folder.images}
+        sources = {row_name(name): data for name, data in collected.files.items()}
+        most, least = audit_session.extremes(run.report, SHOWN)
+        return {
+            "run": run, "model": model_name, "config": config,
+            "originals": {r["image"]: originals[r["image"]] for r in most + least if r["image"] in originals},
+            "sources": {r["image"]: sources[r["image"]] for r in most + least if r["image"] in sources},
+            "gallery": gallery,
+        }
+
+    return work
+
+
+def run_ui(model_name: str, config: SparseConfig, start: bool) -> None:
+    """Queue the audit on the shared pool (``start``) or keep following this session's queued one.
+
+    The page shows its place in the queue, then a progress bar and Stop (which keeps the images
+    done); the finished or stopped run is kept in the session. Identical audits (same model,
+    settings, engine and image bytes) from any session share one run.
+    """
+    waiting = st.session_state.get("job")
+    if start:
+        try:
+            model = load_model(model_name, device="auto")
+        except (ModelError, ValueError) as error:
+            st.error(one_line(error))
+            return
+        collected = collect()
+        folder = audit_inputs.decode(collected, model)
+        if not folder.images:
+            st.error("No usable images: " + ("; ".join(f"{n}: {r}" for n, r in folder.skipped[:5]) or "none chosen."))
+            return
+        address = audit_session.ray_address()
+        on_ray = address if address is not None and st.session_state.get("audit_engine") == "ray" else None
+        digest = hashlib.sha256()
+        for name, data in collected.files.items():
+            digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+        gallery = st.session_state.get("audit_source") == GALLERY
+        key: tuple = (model_name, config, digest.hexdigest()[:16], gallery, on_ray)
+        work: jobs.Work | None = audit_work(model, model_name, folder, collected, config, gallery, on_ray)
+    elif waiting is not None and waiting.kind == "audit":  # this session's audit, queued before a rerun
+        key, work = cast(tuple, waiting.key)[1:], None
+    else:
         return
-
-    def row_name(name: str) -> str:  # the Ray engine reads the files flat (a/b.png as a__b.png)
-        return name.replace("/", "__") if on_ray else name
-
-    originals = {row_name(item.name): item.image for item in folder.images}
-    sources = {row_name(name): data for name, data in collected.files.items()}
-    most, least = audit_session.extremes(run.report, SHOWN)
-    st.session_state["audit_run"] = {
-        "run": run, "model": model_name, "config": config,
-        "originals": {r["image"]: originals[r["image"]] for r in most + least if r["image"] in originals},
-        "sources": {r["image"]: sources[r["image"]] for r in most + least if r["image"] in sources},
-        "gallery": st.session_state.get("audit_source") == GALLERY,
-    }
-    if interrupted:
-        raise interrupted[0]
-    place.empty()
+    job = pooled("audit", key, work, st.empty(), "The audit", start=start)
+    if job is not None and job.state in (jobs.DONE, jobs.STOPPED) and job.result is not None:
+        st.session_state["audit_run"] = job.result
+    elif job is not None and job.state == jobs.CANCELLED:
+        st.info("Stopped while queued: the audit never ran.")
 
 
 def open_in_single_view(kept: dict, row: dict) -> None:
@@ -210,8 +223,7 @@ def page() -> None:
     chosen = inputs_ui()
     if chosen is None:
         return
-    if st.button("Run audit", type="primary", key="run_audit"):
-        run_ui(*chosen)
+    run_ui(*chosen, start=st.button("Run audit", type="primary", key="run_audit"))
     kept = st.session_state.get("audit_run")
     if kept is None:
         st.info("No audit yet in this session.")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import html
-import io
 import statistics
 import time
 from collections import Counter
@@ -27,9 +26,9 @@ import torch.nn.functional as F
 from .attacks import ATTACKS
 from .attacks.base import AttackResult, to_uint8
 from .bench import BenchImage, LoadedFolder, machine_info
-from .images import load_image, to_pil, to_tensor
 from .interpret import explain_pixels
 from .models import ImageClassifier
+from .report import html_table, markdown_table, png_bytes
 
 # Histogram bins for minimal pixel counts: (label, lowest, highest).
 PIXEL_BINS = [("1", 1, 1), ("2-5", 2, 5), ("6-10", 6, 10), ("11-20", 11, 20), ("21-50", 21, 50),
@@ -86,16 +85,6 @@ def _thumbnail(original: torch.Tensor, adversarial: torch.Tensor, min_size: int 
 def image_stem(name: str) -> str:
     """File stem for an image's adversarial and thumbnail: class folders flattened with ``__``."""
     return name.rsplit(".", 1)[0].replace("/", "__")
-
-
-def png_bytes(image: torch.Tensor, *, check: bool = True) -> bytes:
-    """Lossless PNG of a (3, H, W) image; with ``check``, refuse unless it decodes to the same 8-bit values."""
-    buffer = io.BytesIO()
-    to_pil(image).save(buffer, format="PNG")
-    data = buffer.getvalue()
-    if check and not torch.equal(to_uint8(to_tensor(load_image(data).image)), to_uint8(image)):
-        raise RuntimeError("an adversarial PNG does not round-trip exactly; refusing to report numbers for it.")
-    return data
 
 
 def write_files(out: str | Path, files: dict[str, bytes]) -> None:
@@ -265,14 +254,7 @@ def adversarial_classes(report: AuditReport) -> tuple[list[tuple[str, int]], lis
 
 
 def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return lines + ["| " + " | ".join(str(c).replace("|", "/") for c in row) + " |" for row in rows]
-
-
-def _html_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return markdown_table(header, rows).splitlines()
 
 
 def write_audit(report: AuditReport, out: str | Path, *, easiest: int = 8) -> tuple[Path, Path, Path]:
@@ -353,14 +335,14 @@ def write_audit(report: AuditReport, out: str | Path, *, easiest: int = 8) -> tu
         "img{image-rendering:pixelated}</style></head><body><h1>sparseviz audit</h1>",
         "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in overview) + "</ul>",
         f"<h2>How many pixels it takes</h2><table>{bars}</table>",
-        "<h2>Most fragile images</h2>" + _html_table(
+        "<h2>Most fragile images</h2>" + html_table(
             ["image", "true class", "pixels", "becomes"], [[r["image"], r["true_name"], r["pixels"], r["adv_name"]] for r in fragile]),
-        "<h2>Most fragile classes</h2>" + _html_table(
+        "<h2>Most fragile classes</h2>" + html_table(
             ["class", "images", "fooled", "median pixels"], [[c, n, f, "-" if f == 0 else f"{m:g}"] for c, n, f, m in classes[:15]]),
-        "<h2>Where the flips land</h2>" + _html_table(["adversarial class", "images"], landed)
-        + _html_table(["true -> adversarial", "images"], pairs),
+        "<h2>Where the flips land</h2>" + html_table(["adversarial class", "images"], landed)
+        + html_table(["true -> adversarial", "images"], pairs),
         f"<h2>The easiest flips</h2><p>Original | adversarial | changed pixels (enlarged, red).</p>{thumbs}",
-        "<h2>Every image</h2>" + _html_table(per_image_header, per_image),
+        "<h2>Every image</h2>" + html_table(per_image_header, per_image),
     ]
     if report.skipped:
         page.append("<h2>Skipped files</h2><ul>" + "".join(

@@ -31,7 +31,7 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, cast
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -40,7 +40,8 @@ from torch import nn
 from .attacks import ATTACKS
 from .attacks.base import to_uint8
 from .audit import AuditReport, audit_batch, audit_meta, build_report, write_files
-from .bench import BenchImage, image_files, load_file, machine_info
+from .bench import BenchImage, load_file, machine_info
+from .images import image_files
 from .images import ImageLimits
 from .models import ImageClassifier, load_model
 
@@ -83,6 +84,11 @@ class RaySettings:
                                        ("cpus_per_worker", self.cpus_per_worker, 0.01, 1024)):
             if not low <= value <= high:
                 raise RayAuditError(f"{name} must be in {low}..{high}; got {value}.")
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 # --- keys and the row log -------------------------------------------------------------
@@ -150,7 +156,7 @@ class RowLog:
 
 def model_shell(model: ImageClassifier) -> ImageClassifier:
     """The model's class names and preprocessing without its weights: cheap to ship to decode tasks."""
-    mean, std = cast(torch.Tensor, model.mean), cast(torch.Tensor, model.std)
+    mean, std = model.mean, model.std
     return ImageClassifier(
         nn.Identity(), name=model.name, class_names=model.class_names, input_size=model.input_size,
         resize_size=model.resize_size, mean=mean.flatten().tolist(), std=std.flatten().tolist(),
@@ -167,7 +173,7 @@ def _probe_model(loader: ModelLoader, gpus: float) -> ImageClassifier | str:
     try:
         return model_shell(loader(_worker_device(gpus)))
     except Exception as error:  # noqa: BLE001 - whatever the worker lacks, the user gets one line
-        text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        text = _one_line(error)
         return f"the cluster cannot build the model: {text}"
 
 
@@ -286,7 +292,7 @@ def ray_session(settings: RaySettings) -> Iterator[Any]:
     try:
         ray.init(**init, log_to_driver=False, logging_level="ERROR", configure_logging=True)
     except Exception as error:  # noqa: BLE001 - connection/auth failures come in many types; one line each
-        text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        text = _one_line(error)
         where = f"the Ray head at {settings.address}" if settings.address else "a local Ray instance"
         raise RayAuditError(f"cannot connect to {where}: {text}") from None
     try:
@@ -312,7 +318,7 @@ def _probe(ray: Any, loader: ModelLoader, settings: RaySettings) -> ImageClassif
     try:
         answer = ray.get(remote.remote(loader, settings.gpus_per_worker), timeout=MODEL_PROBE_SECONDS)
     except Exception as error:  # noqa: BLE001 - a worker that cannot even import sparseviz, or a timeout
-        text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        text = _one_line(error)
         raise RayAuditError(f"the cluster could not load the model: {text}") from None
     if isinstance(answer, str):
         raise RayAuditError(answer)
@@ -376,7 +382,10 @@ def _stream(ray: Any, items: list[dict[str, Any]], shell: ImageClassifier, diges
     context.enable_progress_bars = False  # the CLI draws one bar for the whole job
     context.print_on_execution_start = False
     dataset = ray.data.from_items(items, override_num_blocks=min(len(items), 200))
-    dataset = dataset.map(_Decode(shell, digest, frozenset(previous)), num_cpus=0.5)
+    # Decoding costs milliseconds an image; one decode task per worker keeps the actors fed without
+    # filling small machines with processes that each import torch.
+    dataset = dataset.map(_Decode(shell, digest, frozenset(previous)), num_cpus=0.5,
+                          compute=ray.data.TaskPoolStrategy(size=settings.workers))
     with warnings.catch_warnings():
         # Bounded restarts are only expressible as remote args in Ray 2.60 (deprecated for 2.64); Ray Data's
         # default is unbounded, which would loop forever on a batch that kills its actor every time.
@@ -396,7 +405,7 @@ def _stream(ray: Any, items: list[dict[str, Any]], shell: ImageClassifier, diges
             except StopIteration:
                 break
             except Exception as error:  # noqa: BLE001 - Ray wraps task failures in many types
-                text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                text = _one_line(error)
                 raise RayAuditError(f"the Ray job failed ({len(current)} images done, kept in {out / ROWS_FILE}; "
                                     f"run again to resume): {text}") from None
             key = str(result["key"])

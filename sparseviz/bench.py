@@ -16,19 +16,17 @@ import platform
 import statistics
 import sys
 import time
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
-from .attacks import ATTACKS
-from .attacks.base import AttackResult, to_uint8
-from .images import ImageLoadError, load_image, save_png, to_tensor
+from .attacks import ATTACKS, options
+from .attacks.base import AttackResult
+from .images import ImageLoadError, image_files, load_image, to_tensor
 from .models import ImageClassifier
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+from .report import html_table, markdown_table, save_verified_png, transfer_fooled
 
 
 # --- inputs ---------------------------------------------------------------------------
@@ -46,26 +44,6 @@ class LoadedFolder:
     images: list[BenchImage]
     skipped: list[tuple[str, str]]  # (file, one-line reason): unreadable files, unknown class folders
     layout: str  # "flat" or "class folders"
-
-
-def image_files(folder: Path) -> tuple[list[tuple[Path, str | None]], str]:
-    """Files to read, each with its class folder name (None for a flat folder)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ValueError(f"{folder} is not a folder of images.")
-    entries = sorted(folder.iterdir())
-    subfolders = [p for p in entries if p.is_dir() and not p.name.startswith(".")]
-    files: list[tuple[Path, str | None]] = [
-        (p, None) for p in entries if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
-    ]
-    if subfolders:
-        for sub in subfolders:
-            files += [(p, sub.name) for p in sorted(sub.iterdir()) if p.is_file() and not p.name.startswith(".")]
-        return files, "class folders"
-    # Files without a suffix are tried too (the loader sniffs content; failures are reported);
-    # documents next to the photos (ATTRIBUTION.md, labels.csv) are not images and are left alone.
-    files += [(p, None) for p in entries if p.is_file() and not p.name.startswith(".") and not p.suffix]
-    return sorted(files), "flat"
 
 
 def folder_class(model: ImageClassifier, name: str) -> int:
@@ -125,47 +103,17 @@ def load_folder(folder: str | Path, model: ImageClassifier, *, limit: int | None
 # --- configs ----------------------------------------------------------------------------
 
 
-def _coerce(value: str, annotation: Any, name: str) -> Any:
-    text = value.strip()
-    if isinstance(annotation, str):  # from __future__ annotations: resolve the common spellings
-        optional = "None" in annotation
-        base = annotation.replace("| None", "").replace("None |", "").strip()
-    else:
-        args = typing.get_args(annotation)
-        optional = type(None) in args
-        base_type = next((a for a in args if a is not type(None)), annotation) if args else annotation
-        base = getattr(base_type, "__name__", str(base_type))
-    if optional and text.lower() == "none":
-        return None
-    try:
-        if base == "bool":
-            if text.lower() in {"true", "1", "yes"}:
-                return True
-            if text.lower() in {"false", "0", "no"}:
-                return False
-            raise ValueError
-        if base == "int":
-            return int(text)
-        if base == "float":
-            return float(text)
-    except ValueError:
-        raise ValueError(f"{name} expects a {base}{' or none' if optional else ''}; got {value!r}.") from None
-    return text
-
-
 def build_config(attack: str, overrides: dict[str, str] | None = None, *, max_seconds: float | None = None) -> Any:
-    """An attack's config with string overrides (``{"max_iter": "10"}``), type-checked by its dataclass."""
+    """An attack's config with string overrides (``{"max_iter": "10"}``), parsed and checked by its options."""
     if attack not in ATTACKS:
         raise ValueError(f"unknown attack {attack!r}; choose from: {', '.join(ATTACKS)}.")
     config_type = ATTACKS[attack].config_type
-    fields = {f.name: f for f in dataclasses.fields(config_type)}
-    values: dict[str, Any] = {}
-    if max_seconds is not None and "max_seconds" in fields:
-        values["max_seconds"] = max_seconds
+    known = {option.name: option for option in options.specs(config_type)}
+    values: dict[str, Any] = {} if max_seconds is None else {"max_seconds": max_seconds}
     for key, value in (overrides or {}).items():
-        if key not in fields:
-            raise ValueError(f"{attack} has no option {key!r}; options: {', '.join(fields)}.")
-        values[key] = _coerce(value, fields[key].type, f"{attack}.{key}")
+        if key not in known:
+            raise ValueError(f"{attack} has no option {key!r}; options: {', '.join(known)}.")
+        values[key] = options.parse_value(known[key], value, f"{attack}.{key}")
     return config_type(**values)
 
 
@@ -246,9 +194,8 @@ def _transfer(
     with torch.no_grad():
         logits = other(torch.stack([original, adversarial]).to(other.device))
     clean, adv = logits.argmax(dim=1).tolist()
-    if target is None:
-        return None if clean != label else int(adv != label)
-    return None if clean == target else int(adv == target)
+    fooled = transfer_fooled(clean, adv, label, target)
+    return None if fooled is None else int(fooled)
 
 
 def run_bench(
@@ -319,10 +266,7 @@ def run_bench(
             used_params.setdefault(name, params)  # what the attack actually ran with
             for position, (index, item, label, source, target) in enumerate(chunk):
                 png = out / "adversarials" / name / (Path(item.name).with_suffix("").as_posix().replace("/", "__") + ".png")
-                save_png(result.adversarials[position], png)
-                saved = to_tensor(load_image(png).image)
-                if not torch.equal(to_uint8(saved), to_uint8(result.adversarials[position])):
-                    raise RuntimeError(f"{png} does not round-trip exactly; refusing to report numbers for it.")
+                saved = save_verified_png(result.adversarials[position], png)
                 row = _row(item.name, name, model, "attacked", source, label, float(clean_probs[index, label]),
                            target, result, position, seconds=result.seconds / len(chunk), batch=len(chunk))
                 row["adversarial_png"] = str(png.relative_to(out))
@@ -340,8 +284,8 @@ def run_bench(
     rank = {name: i for i, name in enumerate(attacks)}
     rows.sort(key=lambda r: (order[r["image"]], rank[r["attack"]]))
     for row in rows:
-        for other in transfer_names:
-            row.setdefault(f"transfer_{other}", "")
+        for other_name in transfer_names:
+            row.setdefault(f"transfer_{other_name}", "")
     meta.update({
         "model": model.name,
         "images": len(images),
@@ -520,12 +464,6 @@ def head_to_head(run: BenchRun, reference: str = "sparse") -> tuple[list[str], l
     return header, table
 
 
-def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def _notes(run: BenchRun, skipped: Sequence[tuple[str, str]]) -> list[str]:
     meta = run.meta
     notes = [
@@ -577,21 +515,18 @@ def write_summary(run: BenchRun, out: str | Path, *, skipped: Sequence[tuple[str
     md = ["# sparseviz benchmark", ""]
     if command:
         md += ["```", command, "```", ""]
-    md += [_markdown_table(header, table), ""]
+    md += [markdown_table(header, table), ""]
     bands_header, bands = band_table(run)
-    md += ["## By clean-confidence band (high >= 0.8 > mid >= 0.4 > low)", "", _markdown_table(bands_header, bands), ""]
+    md += ["## By clean-confidence band (high >= 0.8 > mid >= 0.4 > low)", "", markdown_table(bands_header, bands), ""]
     md += [f"- {note}" for note in notes] + [""]
     versus_header, versus = head_to_head(run)
     if versus:
-        md += ["## Head to head with `sparse`", "", _markdown_table(versus_header, versus), ""]
+        md += ["## Head to head with `sparse`", "", markdown_table(versus_header, versus), ""]
         md += ["- Time ratios above 1 mean the other attack took longer than `sparse` on the same image.", ""]
     md += ["## Machine", ""] + [f"- {line}" for line in machine] + [""]
     md += ["## Attack settings", ""] + [f"- `{name}`: `{configs[name]}`" for name in configs] + [""]
     md_path = out / "summary.md"
     md_path.write_text("\n".join(md))
-
-    def cells(values: list[str], tag: str) -> str:
-        return "".join(f"<{tag}>{html.escape(str(v))}</{tag}>" for v in values)
 
     body = [
         "<!doctype html><html><head><meta charset='utf-8'><title>sparseviz benchmark</title>",
@@ -602,16 +537,11 @@ def write_summary(run: BenchRun, out: str | Path, *, skipped: Sequence[tuple[str
     ]
     if command:
         body.append(f"<pre>{html.escape(command)}</pre>")
-    body.append("<table><tr>" + cells(header, "th") + "</tr>")
-    body += ["<tr>" + cells(row, "td") + "</tr>" for row in table]
-    body.append("</table><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
-    body.append("<h2>By clean-confidence band</h2><table><tr>" + cells(bands_header, "th") + "</tr>")
-    body += ["<tr>" + cells(row, "td") + "</tr>" for row in bands]
-    body.append("</table>")
+    body.append(html_table(header, table))
+    body.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
+    body.append("<h2>By clean-confidence band</h2>" + html_table(bands_header, bands))
     if versus:
-        body.append("<h2>Head to head with <code>sparse</code></h2><table><tr>" + cells(versus_header, "th") + "</tr>")
-        body += ["<tr>" + cells(row, "td") + "</tr>" for row in versus]
-        body.append("</table>")
+        body.append("<h2>Head to head with <code>sparse</code></h2>" + html_table(versus_header, versus))
     body.append("<h2>Machine</h2><ul>" + "".join(f"<li>{html.escape(m)}</li>" for m in machine) + "</ul>")
     body.append("<h2>Attack settings</h2><ul>" + "".join(
         f"<li><code>{html.escape(name)}</code>: <code>{html.escape(str(configs[name]))}</code></li>" for name in configs

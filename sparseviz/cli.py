@@ -30,13 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sparseviz {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"sparseviz.commands.{name}")
-        except ModuleNotFoundError as error:
-            if error.name == f"sparseviz.commands.{name}":
-                continue  # a subcommand not built yet
-            raise
-        module.register(subparsers)
+        importlib.import_module(f"sparseviz.commands.{name}").register(subparsers)
     return parser
 
 

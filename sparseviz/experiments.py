@@ -6,7 +6,6 @@ is read from an :class:`AttackResult` (measured on 8-bit images), nothing is rec
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from typing import Callable, Mapping, Sequence
 
@@ -14,7 +13,8 @@ import torch
 
 from .attacks.base import AttackResult, StopCheck
 from .attacks.sparse import SparseConfig, sparse_attack
-from .models import ImageClassifier, UserModelInfo, imagenet_categories
+from .models import ImageClassifier
+from .report import transfer_fooled
 
 DEFAULT_SWEEP = (0.25, 0.5, 1.0, 2.0, 4.0)  # spans "many pixels, confident" to "fewest pixels, may fail"
 
@@ -129,45 +129,11 @@ def transfer(result: AttackResult, others: Mapping[str, ImageClassifier], index:
         notes = []
         if model.input_size != pair.shape[-1]:
             notes.append(f"fed at {pair.shape[-1]}px (its own input is {model.input_size}px)")
-        if target is None:
-            comparable = clean == label
-            fooled = (adv != label) if comparable else None
-        else:
-            comparable = clean != target
-            fooled = (adv == target) if comparable else None
-        if not comparable:
+        fooled = transfer_fooled(clean, adv, label, target)
+        if fooled is None:
             notes.append("already disagrees on the clean image" if target is None else "already predicts the target")
         rows.append(TransferRow(
             name, clean, model.class_names[clean], adv, model.class_names[adv],
             float(probs[0, label]), float(probs[1, label]), fooled, "; ".join(notes),
         ))
     return rows
-
-
-# --- a user's own model file ---------------------------------------------------------------
-
-
-def parse_triple(text: str, what: str) -> tuple[float, float, float]:
-    """'0.485, 0.456, 0.406' -> three finite floats, or a ValueError saying what was wrong."""
-    parts = [p for p in text.replace(",", " ").split() if p]
-    try:
-        values = tuple(float(p) for p in parts)
-    except ValueError:
-        raise ValueError(f"{what} must be three numbers like '0.485, 0.456, 0.406'; got {text!r}.") from None
-    if len(values) != 3 or not all(math.isfinite(v) for v in values):
-        raise ValueError(f"{what} must be three finite numbers (R, G, B); got {text!r}.")
-    return values  # type: ignore[return-value]
-
-
-def user_model_info(input_size: int, mean: str, std: str, class_names: str = "") -> UserModelInfo:
-    """Build :class:`UserModelInfo` from form text; empty class names mean the 1000 ImageNet classes."""
-    if not 16 <= int(input_size) <= 1024:
-        raise ValueError(f"input size must be between 16 and 1024 pixels; got {input_size}.")
-    std_values = parse_triple(std, "std")
-    if any(v <= 0 for v in std_values):
-        raise ValueError(f"std values must be positive; got {std!r}.")
-    names = [line.strip() for line in class_names.splitlines() if line.strip()] or imagenet_categories()
-    if len(names) < 2:
-        raise ValueError("give at least two class names (one per line), or leave the box empty for ImageNet.")
-    return UserModelInfo(input_size=int(input_size), mean=parse_triple(mean, "mean"), std=std_values,
-                         class_names=names)

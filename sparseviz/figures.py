@@ -10,12 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageColor, ImageDraw, ImageFont
 
 from .attacks.base import AttackResult, to_uint8
 from .interpret import MAP_KEYS, Explanation
+from .views import KIND_COLOURS as KIND_HEX
 
-KIND_COLOURS = {"obscuring": (0, 160, 255), "leading": (255, 40, 40), "both": (200, 0, 255), "neither": (255, 220, 0)}
+KIND_COLOURS = {kind: ImageColor.getrgb(colour)[:3] for kind, colour in KIND_HEX.items()}  # the app's colours, as RGB
 _PANEL = 224
 _FONT = ImageFont.load_default()
 
@@ -51,7 +52,7 @@ def maps_figure(explanation: Explanation, result: AttackResult) -> Image.Image:
         row, col = (0 if image_key == "clean" else 1), (0 if class_key == "true" else 1)
         heat = _colormap((explanation.maps[key] - explanation.vmin) / span)
         photo = np.asarray(photos[image_key].convert("L").convert("RGB"), dtype=np.float32)
-        blend = Image.fromarray((0.45 * photo + 0.55 * heat).astype(np.uint8)).resize((_PANEL, _PANEL), Image.NEAREST)
+        blend = Image.fromarray((0.45 * photo + 0.55 * heat).astype(np.uint8)).resize((_PANEL, _PANEL), Image.Resampling.NEAREST)
         x0, y0 = pad + col * (_PANEL + pad), pad + row * (_PANEL + title_h + pad)
         draw.text((x0, y0), f"{image_key} image / {class_key}: {names[class_key]}"[:38], fill="black", font=_FONT)
         canvas.paste(blend, (x0, y0 + title_h))
@@ -76,7 +77,7 @@ def pixels_figure(explanation: Explanation, result: AttackResult, scale: int | N
     photo = _image(result.adversarials[explanation.index])
     w, h = photo.size
     scale = scale or max(2, 448 // max(w, h))
-    big = photo.resize((w * scale, h * scale), Image.NEAREST)
+    big = photo.resize((w * scale, h * scale), Image.Resampling.NEAREST)
     canvas = Image.new("RGB", (max(big.width, 260), big.height + 16 * len(KIND_COLOURS) + 8), "white")
     canvas.paste(big, (0, 0))
     draw = ImageDraw.Draw(canvas)

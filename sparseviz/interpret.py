@@ -393,7 +393,7 @@ def _explain(model: ImageClassifier, result: AttackResult, index: int, method: s
         split_note=contributions.note, true_label=y, adv_label=a, true_name=names[y] if names else None,
         adv_name=names[a] if names else None, maps=maps, vmin=0.0, vmax=vmax, pixels=records,
         ablation=ablation.rows, holds=ablation.holds, holds_why=ablation.why, joint=joint,
-        sentence=sentence(contributions, labels, joint, true_name, adv_name, tuple(clean.shape[-2:])),
+        sentence=sentence(contributions, labels, joint, true_name, adv_name, (int(clean.shape[-2]), int(clean.shape[-1]))),
         total_drop=contributions.total_drop, total_rise=contributions.total_rise,
         completeness_error=contributions.completeness_error,
         top_k_before=_top_k(clean_probs, config.top_k, names), top_k_after=_top_k(adv_probs, config.top_k, names),

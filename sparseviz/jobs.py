@@ -243,13 +243,17 @@ class JobPool:
                 del self._pending[job.key]  # a new identical request starts afresh
             self._log("stopping", job)
 
-    def _cancel_queued(self, job: Job) -> None:
-        self._queue.remove(job)
+    def _forget(self, job: Job) -> None:
+        """Drop a job that will not run (on) from the identical-request and per-session indexes."""
         if self._pending.get(job.key) is job:
             del self._pending[job.key]
         for owner in list(job.owners):
             if self._by_owner.get(owner) is job:
                 del self._by_owner[owner]
+
+    def _cancel_queued(self, job: Job) -> None:
+        self._queue.remove(job)
+        self._forget(job)
         job.state, job.finished, job.work = CANCELLED, time.monotonic(), None
         self.counts["cancelled"] += 1
         job._done.set()
@@ -336,11 +340,7 @@ class JobPool:
     def _finish(self, job: Job, result: Any, error: BaseException | None) -> None:
         with self._lock:
             self._running.remove(job)
-            if self._pending.get(job.key) is job:
-                del self._pending[job.key]
-            for owner in list(job.owners):
-                if self._by_owner.get(owner) is job:
-                    del self._by_owner[owner]
+            self._forget(job)
             job.finished = time.monotonic()
             job.result, job.error, job.work = result, error, None
             if error is not None:

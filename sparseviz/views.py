@@ -13,35 +13,25 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
+from .images import to_uint8
+from .report import changed_pixels, png_bytes, top_k
+
 # One colour per obscuring/leading kind, used for markers and bars alike.
 # Saturated so that a 16 px ring reads on fur, sky and skin alike (and on a projector).
 KIND_COLOURS = {"obscuring": "#00a2ff", "leading": "#ff2d2d", "both": "#ff00e6", "neither": "#ffd400"}
 RING_COLOUR = "#00e5ff"  # cyan rings show on both light and dark photo regions
 
 
-def field(record: Any, *names: str, default: Any = None) -> Any:
-    """Read the first present attribute/key of a dataclass or dict (interpret's records)."""
-    for name in names:
-        if isinstance(record, Mapping) and name in record:
-            return record[name]
-        if not isinstance(record, Mapping) and hasattr(record, name):
-            return getattr(record, name)
-    return default
+def value_of(record: Any, name: str, default: Any = None) -> Any:
+    """One value of a record: a dataclass attribute (interpret's records) or a dict key (their JSON)."""
+    if isinstance(record, Mapping):
+        return record.get(name, default)
+    return getattr(record, name, default)
 
 
 def to_uint8_hwc(image: torch.Tensor) -> np.ndarray:
     """(3, H, W) float in [0, 1] -> (H, W, 3) uint8, rounded like a PNG save."""
-    return torch.round(image.detach().cpu().clamp(0, 1) * 255).to(torch.uint8).permute(1, 2, 0).numpy()
-
-
-def changed_pixels(original: torch.Tensor, adversarial: torch.Tensor) -> list[dict[str, Any]]:
-    """Every pixel whose 8-bit colour differs: y, x, before and after RGB."""
-    before, after = to_uint8_hwc(original), to_uint8_hwc(adversarial)
-    ys, xs = np.nonzero((before != after).any(axis=2))
-    return [
-        {"y": int(y), "x": int(x), "before": before[y, x].tolist(), "after": after[y, x].tolist()}
-        for y, x in zip(ys, xs)
-    ]
+    return to_uint8(image.cpu()).permute(1, 2, 0).numpy()
 
 
 def perturbation_rgb(original: torch.Tensor, adversarial: torch.Tensor) -> np.ndarray:
@@ -91,17 +81,11 @@ def attack_triptych(original: torch.Tensor, adversarial: torch.Tensor, *, titles
     return figure
 
 
-def top5_frame(probs: torch.Tensor, class_names: Sequence[str], k: int = 5) -> list[dict[str, Any]]:
-    """Rows {class, probability} for the k most probable classes of one probability vector."""
-    values, indices = probs.detach().cpu().topk(min(k, probs.numel()))  # a user model may have < k classes
-    return [{"class": class_names[int(i)], "index": int(i), "probability": float(v)} for v, i in zip(values, indices)]
-
-
 def top5_bars(clean_probs: torch.Tensor, adv_probs: torch.Tensor, class_names: Sequence[str], k: int = 5) -> go.Figure:
     """Grouped bars: the union of both top-k lists, clean vs adversarial probability."""
     indices: list[int] = []
     for probs in (clean_probs, adv_probs):
-        for row in top5_frame(probs, class_names, k):
+        for row in top_k(probs, class_names, k):
             if row["index"] not in indices:
                 indices.append(row["index"])
     names = [class_names[i] for i in indices]
@@ -144,7 +128,7 @@ def maps_grid(maps: Mapping[tuple[str, str], np.ndarray], vmin: float, vmax: flo
             members = [p for p in pixels if pixel_kind(p) == kind]
             if members:
                 figure.add_trace(go.Scatter(
-                    x=[int(field(p, "x")) for p in members], y=[int(field(p, "y")) for p in members],
+                    x=[int(value_of(p, "x")) for p in members], y=[int(value_of(p, "y")) for p in members],
                     mode="markers", name=f"{kind} ({len(members)})", showlegend=n == 0, legendgroup=kind,
                     hovertemplate=f"{kind} (y=%{{y}}, x=%{{x}})<extra></extra>",
                     marker=dict(symbol="circle-open", size=12, color=colour, line=dict(width=2))),
@@ -160,7 +144,7 @@ def maps_grid(maps: Mapping[tuple[str, str], np.ndarray], vmin: float, vmax: flo
 
 
 def pixel_kind(record: Any) -> str:
-    return str(field(record, "label", "kind", default="neither"))
+    return str(value_of(record, "label", default="neither"))
 
 
 def pixels_by_kind(image: torch.Tensor, pixels: Sequence[Any]) -> go.Figure:
@@ -170,8 +154,8 @@ def pixels_by_kind(image: torch.Tensor, pixels: Sequence[Any]) -> go.Figure:
         members = [p for p in pixels if pixel_kind(p) == kind]
         if not members:
             continue
-        rows = [{"y": int(field(p, "y")), "x": int(field(p, "x")),
-                 "before": list(field(p, "before")), "after": list(field(p, "after"))} for p in members]
+        rows = [{"y": int(value_of(p, "y")), "x": int(value_of(p, "x")),
+                 "before": list(value_of(p, "before")), "after": list(value_of(p, "after"))} for p in members]
         figure.add_trace(_ring_trace(rows, f"{kind} ({len(rows)})", colour, show_legend=True))
     height, width = image.shape[-2:]
     figure.update_xaxes(visible=False, range=[-0.5, width - 0.5])
@@ -188,16 +172,16 @@ def _number(value: Any) -> float | None:
 def pixel_table(pixels: Sequence[Any]) -> list[dict[str, Any]]:
     """One row per changed pixel for st.dataframe: both contributions (with standard errors) and its label."""
     return [{
-        "y": int(field(p, "y")),
-        "x": int(field(p, "x")),
-        "before RGB": str(tuple(field(p, "before"))),
-        "after RGB": str(tuple(field(p, "after"))),
+        "y": int(value_of(p, "y")),
+        "x": int(value_of(p, "x")),
+        "before RGB": str(tuple(value_of(p, "before"))),
+        "after RGB": str(tuple(value_of(p, "after"))),
         "kind": pixel_kind(p),
-        "obscuring (true-class evidence drop)": _number(field(p, "obscuring")),
-        "± obscuring": _number(field(p, "obscuring_se")),
-        "leading (adv-class evidence rise)": _number(field(p, "leading")),
-        "± leading": _number(field(p, "leading_se")),
-        "alone: share of the flip": _number(field(p, "alone_share")),
+        "obscuring (true-class evidence drop)": _number(value_of(p, "obscuring")),
+        "± obscuring": _number(value_of(p, "obscuring_se")),
+        "leading (adv-class evidence rise)": _number(value_of(p, "leading")),
+        "± leading": _number(value_of(p, "leading_se")),
+        "alone: share of the flip": _number(value_of(p, "alone_share")),
     } for p in pixels]
 
 
@@ -208,22 +192,22 @@ def contribution_chart(pixels: Sequence[Any], *, max_pixels: int = 60) -> go.Fig
     the location, the colour before/after, both contributions with their standard errors,
     the label and what the pixel does alone.
     """
-    ranked = sorted(pixels, key=lambda p: -(float(field(p, "obscuring", default=0.0))
-                                           + float(field(p, "leading", default=0.0))))[:max_pixels]
-    names = [f"({int(field(p, 'y'))},{int(field(p, 'x'))}) {pixel_kind(p)}" for p in ranked]
-    custom = [[int(field(p, "y")), int(field(p, "x")), str(tuple(field(p, "before"))), str(tuple(field(p, "after"))),
-               float(field(p, "obscuring", default=0.0)), float(field(p, "obscuring_se", default=0.0) or 0.0),
-               float(field(p, "leading", default=0.0)), float(field(p, "leading_se", default=0.0) or 0.0),
-               pixel_kind(p), float(field(p, "alone_share", default=0.0) or 0.0)] for p in ranked]
+    ranked = sorted(pixels, key=lambda p: -(float(value_of(p, "obscuring", default=0.0))
+                                           + float(value_of(p, "leading", default=0.0))))[:max_pixels]
+    names = [f"({int(value_of(p, 'y'))},{int(value_of(p, 'x'))}) {pixel_kind(p)}" for p in ranked]
+    custom = [[int(value_of(p, "y")), int(value_of(p, "x")), str(tuple(value_of(p, "before"))), str(tuple(value_of(p, "after"))),
+               float(value_of(p, "obscuring", default=0.0)), float(value_of(p, "obscuring_se", default=0.0) or 0.0),
+               float(value_of(p, "leading", default=0.0)), float(value_of(p, "leading_se", default=0.0) or 0.0),
+               pixel_kind(p), float(value_of(p, "alone_share", default=0.0) or 0.0)] for p in ranked]
     hover = ("(y=%{customdata[0]}, x=%{customdata[1]}) %{customdata[8]}<br>colour %{customdata[2]} -> "
              "%{customdata[3]}<br>obscuring %{customdata[4]:.3f} ± %{customdata[5]:.3f}<br>leading "
              "%{customdata[6]:.3f} ± %{customdata[7]:.3f}<br>alone: %{customdata[9]:.0%} of the flip<extra></extra>")
     figure = go.Figure()
     for name, key, colour in (("obscuring: true-class evidence drop", "obscuring", KIND_COLOURS["obscuring"]),
                               ("leading: adversarial evidence rise", "leading", KIND_COLOURS["leading"])):
-        errors = [float(field(p, f"{key}_se", default=0.0) or 0.0) for p in ranked]
+        errors = [float(value_of(p, f"{key}_se", default=0.0) or 0.0) for p in ranked]
         figure.add_trace(go.Bar(
-            name=name, x=names, y=[float(field(p, key, default=0.0)) for p in ranked], marker_color=colour,
+            name=name, x=names, y=[float(value_of(p, key, default=0.0)) for p in ranked], marker_color=colour,
             error_y=dict(type="data", array=[e if e == e else 0.0 for e in errors], visible=any(e > 0 for e in errors)),
             customdata=custom, hovertemplate=hover))
     figure.update_layout(barmode="group", height=360, margin=dict(l=0, r=0, t=40, b=0),
@@ -239,14 +223,14 @@ def ablation_bars(ablation: Sequence[Any]) -> go.Figure:
 
     Probabilities are in the hover and the bar text.
     """
-    rows = [r for r in ablation if field(r, "group") != "clean"]
-    groups = [f"{field(r, 'group')} ({field(r, 'pixels')} px)" for r in rows]
+    rows = [r for r in ablation if value_of(r, "group") != "clean"]
+    groups = [f"{value_of(r, 'group')} ({value_of(r, 'pixels')} px)" for r in rows]
     figure = go.Figure()
     for name, key, prob, colour in (("true-class evidence drop", "true_drop", "true_prob", "#4c78a8"),
                                     ("adversarial-class evidence rise", "adv_rise", "adv_prob", "#e45756")):
-        probs = [float(field(r, prob, default=float("nan"))) for r in rows]
+        probs = [float(value_of(r, prob, default=float("nan"))) for r in rows]
         figure.add_trace(go.Bar(
-            name=name, x=groups, y=[float(field(r, key, default=0.0)) for r in rows], marker_color=colour,
+            name=name, x=groups, y=[float(value_of(r, key, default=0.0)) for r in rows], marker_color=colour,
             text=[f"p={p:.0%}" for p in probs], textposition="outside",
             hovertemplate=f"%{{x}}<br>{name}: %{{y:.3f}}<br>%{{text}}<extra></extra>"))
     figure.update_layout(barmode="group", height=340, margin=dict(l=0, r=0, t=40, b=0),
@@ -257,9 +241,9 @@ def ablation_bars(ablation: Sequence[Any]) -> go.Figure:
 
 def joint_action_bars(pixels: Sequence[Any], *, max_pixels: int = 20) -> go.Figure:
     """Each pixel alone vs all of them together, as a share of the flip (the joint-action picture)."""
-    ranked = sorted(pixels, key=lambda p: -float(field(p, "alone_share", default=0.0) or 0.0))[:max_pixels]
-    names = [f"({int(field(p, 'y'))},{int(field(p, 'x'))})" for p in ranked] + [f"all {len(pixels)} together"]
-    values = [float(field(p, "alone_share", default=0.0) or 0.0) for p in ranked] + [1.0]
+    ranked = sorted(pixels, key=lambda p: -float(value_of(p, "alone_share", default=0.0) or 0.0))[:max_pixels]
+    names = [f"({int(value_of(p, 'y'))},{int(value_of(p, 'x'))})" for p in ranked] + [f"all {len(pixels)} together"]
+    values = [float(value_of(p, "alone_share", default=0.0) or 0.0) for p in ranked] + [1.0]
     colours = [KIND_COLOURS.get(pixel_kind(p), "#999999") for p in ranked] + ["#333333"]
     figure = go.Figure(go.Bar(x=names, y=values, marker_color=colours, text=[f"{v:.0%}" for v in values],
                               textposition="outside", hovertemplate="%{x}: %{y:.0%} of the flip<extra></extra>"))
@@ -317,23 +301,23 @@ def pixel_closeups(original: torch.Tensor, adversarial: torch.Tensor, *, radius:
 
 def sweep_figure(points: Sequence[Any]) -> go.Figure:
     """Pixels (bars) and adversarial confidence (line) per sparsity weight; failures marked on the axis."""
-    weights = [f"{float(field(p, 'sparsity_weight')):g}" for p in points]
-    success = [bool(field(p, "success")) for p in points]
+    weights = [f"{float(value_of(p, 'sparsity_weight')):g}" for p in points]
+    success = [bool(value_of(p, "success")) for p in points]
     figure = make_subplots(specs=[[{"secondary_y": True}]])
     figure.add_trace(go.Bar(
-        x=weights, y=[int(field(p, "pixels")) if ok else 0 for p, ok in zip(points, success)],
-        text=[str(int(field(p, "pixels"))) if ok else "failed" for p, ok in zip(points, success)],
+        x=weights, y=[int(value_of(p, "pixels")) if ok else 0 for p, ok in zip(points, success)],
+        text=[str(int(value_of(p, "pixels"))) if ok else "failed" for p, ok in zip(points, success)],
         textposition="outside", name="pixels changed", marker_color=["#e45756" if ok else "#c9ccd3" for ok in success],
     ), secondary_y=False)
     figure.add_trace(go.Scatter(
-        x=weights, y=[float(field(p, "adv_confidence")) if ok else None for p, ok in zip(points, success)],
+        x=weights, y=[float(value_of(p, "adv_confidence")) if ok else None for p, ok in zip(points, success)],
         mode="lines+markers", name="adversarial-class confidence", line=dict(color="#4c78a8", width=3),
     ), secondary_y=True)
     figure.add_trace(go.Scatter(
-        x=weights, y=[float(field(p, "true_prob_after")) for p in points], mode="lines+markers",
+        x=weights, y=[float(value_of(p, "true_prob_after")) for p in points], mode="lines+markers",
         name="true-class probability after", line=dict(color="#4c78a8", width=2, dash="dot"),
     ), secondary_y=True)
-    top = max([int(field(p, "pixels")) for p in points] + [1])
+    top = max([int(value_of(p, "pixels")) for p in points] + [1])
     figure.update_layout(height=360, margin=dict(l=0, r=0, t=40, b=0), title="sparsity weight sweep",
                          legend=dict(orientation="h", y=-0.2), bargap=0.35)
     figure.update_xaxes(title="sparsity weight", type="category")
@@ -344,13 +328,13 @@ def sweep_figure(points: Sequence[Any]) -> go.Figure:
 
 def sweep_table(points: Sequence[Any]) -> list[dict[str, Any]]:
     return [{
-        "sparsity weight": float(field(p, "sparsity_weight")),
-        "fooled": bool(field(p, "success")),
-        "pixels changed": int(field(p, "pixels")),
-        "channel entries": int(field(p, "entries")),
-        "adversarial confidence": round(float(field(p, "adv_confidence")), 4),
-        "true-class probability after": round(float(field(p, "true_prob_after")), 4),
-        "seconds": round(float(field(p, "seconds")), 2),
+        "sparsity weight": float(value_of(p, "sparsity_weight")),
+        "fooled": bool(value_of(p, "success")),
+        "pixels changed": int(value_of(p, "pixels")),
+        "channel entries": int(value_of(p, "entries")),
+        "adversarial confidence": round(float(value_of(p, "adv_confidence")), 4),
+        "true-class probability after": round(float(value_of(p, "true_prob_after")), 4),
+        "seconds": round(float(value_of(p, "seconds")), 2),
     } for p in points]
 
 
@@ -363,35 +347,11 @@ def transfer_table(rows: Sequence[Any]) -> list[dict[str, Any]]:
         return "" if value is None else f"{float(value):.1%}"
 
     return [{
-        "model": field(r, "model"),
-        "fooled too": verdict(field(r, "fooled")),
-        "clean prediction": field(r, "clean_name") or "",
-        "adversarial prediction": field(r, "adv_name") or "",
-        "true class, clean": percent(field(r, "true_prob_clean")),
-        "true class, adversarial": percent(field(r, "true_prob_adv")),
-        "note": field(r, "note") or "",
+        "model": value_of(r, "model"),
+        "fooled too": verdict(value_of(r, "fooled")),
+        "clean prediction": value_of(r, "clean_name") or "",
+        "adversarial prediction": value_of(r, "adv_name") or "",
+        "true class, clean": percent(value_of(r, "true_prob_clean")),
+        "true class, adversarial": percent(value_of(r, "true_prob_adv")),
+        "note": value_of(r, "note") or "",
     } for r in rows]
-
-
-def png_bytes(image: torch.Tensor) -> bytes:
-    """A (3, H, W) image in [0, 1] as lossless PNG bytes: exactly the 8-bit values every number was measured on."""
-    import io
-
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(to_uint8_hwc(image), mode="RGB").save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def load_upload(name: str, data: bytes) -> Any:
-    """Load an uploaded file: a ``LoadedImage``, or a one-line error message (never a traceback)."""
-    from .images import load_image
-
-    try:
-        return load_image(data)
-    except ValueError as error:  # ImageLoadError is a ValueError with a one-line message
-        message = " ".join(str(error).split()) or type(error).__name__
-        return f"{name}: {message}"
-    except Exception as error:  # noqa: BLE001 - a decoder bug must still not reach the user as a traceback
-        return f"{name}: could not read this file as an image ({type(error).__name__})."

@@ -12,7 +12,7 @@ from sparseviz.attacks import SparseConfig, sparse_attack
 from sparseviz.demo import DEFAULT_PHOTO
 from sparseviz.gallery import load_bundled
 from sparseviz.images import to_tensor
-from sparseviz.views import load_upload
+from sparseviz.images import load_upload
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 STEPS = 40  # fewer than the default so the suite stays quick on a 2-core CPU

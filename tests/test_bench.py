@@ -154,7 +154,7 @@ def test_config_overrides() -> None:
     assert build_config("sparse_rs", {"max_seconds": "none"}).max_seconds is None
     with pytest.raises(ValueError, match="options:"):
         build_config("pgd0", {"nope": "1"})
-    with pytest.raises(ValueError, match="expects a int"):
+    with pytest.raises(ValueError, match="pgd0.pixels expects a whole number"):
         build_config("pgd0", {"pixels": "many"})
     with pytest.raises(ValueError, match=r"pixels must be a number in \[1"):
         build_config("pgd0", {"pixels": "0"})

@@ -7,6 +7,7 @@ import torch
 
 from conftest import make_tiny_model
 from sparseviz import experiments
+from sparseviz.models import user_model_info
 from sparseviz.attacks import SparseConfig, sparse_attack
 
 
@@ -47,14 +48,14 @@ def test_transfer_to_itself_is_fooled_and_other_label_sets_are_notes(tiny_model,
 
 
 def test_user_model_info_parsing():
-    info = experiments.user_model_info(32, "0.5, 0.5, 0.5", "0.25 0.25 0.25", "a\n\n b \n")
+    info = user_model_info(32, "0.5, 0.5, 0.5", "0.25 0.25 0.25", "a\n\n b \n")
     assert info.input_size == 32 and info.mean == (0.5, 0.5, 0.5) and info.class_names == ["a", "b"]
-    assert len(experiments.user_model_info(224, "0,0,0", "1,1,1").class_names) == 1000
+    assert len(user_model_info(224, "0,0,0", "1,1,1").class_names) == 1000
     with pytest.raises(ValueError, match="three"):
-        experiments.user_model_info(224, "0.5, 0.5", "1,1,1")
+        user_model_info(224, "0.5, 0.5", "1,1,1")
     with pytest.raises(ValueError, match="positive"):
-        experiments.user_model_info(224, "0,0,0", "1,0,1")
+        user_model_info(224, "0,0,0", "1,0,1")
     with pytest.raises(ValueError, match="input size"):
-        experiments.user_model_info(4, "0,0,0", "1,1,1")
+        user_model_info(4, "0,0,0", "1,1,1")
     with pytest.raises(ValueError, match="finite"):
-        experiments.user_model_info(224, "nan,0,0", "1,1,1")
+        user_model_info(224, "nan,0,0", "1,1,1")

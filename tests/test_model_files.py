@@ -215,6 +215,8 @@ def test_trusted_torchscript_model_loads_and_predicts(tmp_path: Path) -> None:
     images = torch.rand(3, 3, 32, 32)
     assert torch.allclose(model(images), network((images - 0.5) / 0.5), atol=1e-6)
     assert model.predict_proba(images).shape == (3, 10)
+    from_bytes = load_user_model(path.read_bytes(), info, trusted=True, name="upload.pt")  # an upload, never on disk
+    assert from_bytes.name == "upload" and torch.equal(from_bytes(images), model(images))
 
 
 def test_trusted_but_broken_files_get_one_line(tmp_path: Path) -> None:
@@ -246,6 +248,8 @@ def test_trusted_torch_export_model_loads(tmp_path: Path) -> None:
     model = load_user_model(path, info, trusted=True)
     images = torch.rand(1, 3, 32, 32)
     assert torch.allclose(model(images), network((images - model.mean) / model.std), atol=1e-5)
+    from_bytes = load_user_model(path.read_bytes(), info, trusted=True, name="upload.pt2")
+    assert torch.allclose(from_bytes(images), model(images))
 
 
 # --- check_classifier ---------------------------------------------------------------------

@@ -6,6 +6,8 @@ import numpy as np
 import torch
 
 from sparseviz import views
+from sparseviz.images import load_upload
+from sparseviz.report import changed_pixels, top_k
 
 
 def _pair():
@@ -18,7 +20,7 @@ def _pair():
 
 def test_changed_pixels_lists_each_pixel_with_colours():
     original, adversarial = _pair()
-    pixels = views.changed_pixels(original, adversarial)
+    pixels = changed_pixels(original, adversarial)
     assert [(p["y"], p["x"]) for p in pixels] == [(2, 3), (5, 7)]
     assert pixels[0]["before"] == [100, 100, 100] and pixels[0]["after"] == [255, 0, 0]
     assert pixels[1]["after"] == [100, 0, 100]
@@ -56,14 +58,14 @@ def test_top5_bars_union_of_classes():
     adv = torch.tensor([0.1, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.9])
     figure = views.top5_bars(clean, adv, names)
     assert "c7" in figure.data[0].x and "c0" in figure.data[0].x
-    rows = views.top5_frame(clean, names)
+    rows = top_k(clean, names)
     assert [r["class"] for r in rows] == ["c0", "c1", "c2", "c3", "c4"]
 
 
 def test_maps_grid_one_shared_scale():
     maps = {(a, b): np.random.default_rng(0).random((6, 6)).astype(np.float32)
             for a in ("clean", "adv") for b in ("true", "adv")}
-    pixels = [{"y": 1, "x": 2, "before": (0, 0, 0), "after": (1, 1, 1), "kind": "leading"}]
+    pixels = [{"y": 1, "x": 2, "before": (0, 0, 0), "after": (1, 1, 1), "label": "leading"}]
     figure = views.maps_grid(maps, 0.0, 2.0, pixels)
     heatmaps = [t for t in figure.data if t.type == "heatmap"]
     assert len(heatmaps) == 4
@@ -89,7 +91,7 @@ def test_pixel_views_accept_dicts_and_dataclasses():
         alone_share: float = 0.2
 
     records = [Record(1, 1, (0, 0, 0), (9, 9, 9), "obscuring"),
-               {"y": 2, "x": 2, "before": (0, 0, 0), "after": (5, 5, 5), "kind": "leading",
+               {"y": 2, "x": 2, "before": (0, 0, 0), "after": (5, 5, 5), "label": "leading",
                 "obscuring": -0.05, "leading": 0.6, "obscuring_se": 0.01, "leading_se": 0.02, "alone_share": 0.4}]
     table = views.pixel_table(records)
     assert [r["kind"] for r in table] == ["obscuring", "leading"]
@@ -114,7 +116,7 @@ def test_ablation_bars_grouped():
 
 
 def test_load_upload_returns_one_line_error():
-    message = views.load_upload("junk.png", b"\x00\x01not an image at all" * 10)
+    message = load_upload("junk.png", b"\x00\x01not an image at all" * 10)
     assert isinstance(message, str) and "\n" not in message and message.startswith("junk.png:")
 
 

@@ -15,16 +15,9 @@ from typing import Any, Callable
 
 import torch
 
+from ..images import quantize as quantize  # re-exported: attacks round through here
+from ..images import to_uint8 as to_uint8
 from ..models import ImageClassifier
-
-
-def quantize(images: torch.Tensor) -> torch.Tensor:
-    """Round to the nearest 8-bit value, as saving to PNG would."""
-    return torch.round(images.clamp(0.0, 1.0) * 255.0) / 255.0
-
-
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    return torch.round(images.clamp(0.0, 1.0) * 255.0).to(torch.uint8)
 
 
 def check_range(name: str, value: float, low: float, high: float) -> None:
@@ -158,7 +151,8 @@ class AttackResult:
 
     @property
     def l2(self) -> torch.Tensor:
-        return self.perturbation.flatten(1).norm(dim=1)
+        norms: torch.Tensor = self.perturbation.flatten(1).norm(dim=1)
+        return norms
 
     @property
     def linf(self) -> torch.Tensor:

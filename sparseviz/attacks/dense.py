@@ -12,23 +12,18 @@ from dataclasses import dataclass
 import torch
 
 from .base import margin, quantize
+from .options import option
 from .runner import Attack, AttackConfig, AttackRun
 
 
 @dataclass(frozen=True)
 class PGDConfig(AttackConfig):
-    epsilon: float = 4 / 255  # l-inf radius; 4/255 is the usual "invisible" budget on ImageNet
-    steps: int = 10  # 10 steps of PGD already fool undefended ImageNet models
-    step_size: float | None = None  # None: 2.5 * epsilon / steps (Madry et al.)
-    random_start: bool = False  # deterministic by default; a random start only helps on defended models
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not 0 < self.epsilon <= 1:
-            raise ValueError(f"epsilon must be in (0, 1]; got {self.epsilon}.")
-        if not 1 <= self.steps <= 10_000:
-            raise ValueError(f"steps must be in 1..10000; got {self.steps}.")
+    epsilon: float = option(4 / 255, low=1e-6, high=1.0,
+                            help="l-inf radius; 4/255 is the usual 'invisible' budget on ImageNet")
+    steps: int = option(10, low=1, high=10_000, help="PGD steps; 10 already fool undefended ImageNet models")
+    step_size: float | None = option(None, low=1e-6, high=1.0, help="step size; none = 2.5 * epsilon / steps (Madry et al.)")
+    random_start: bool = option(False, help="start from a random point of the ball; only helps on defended models")
+    seed: int = option(0, low=0, high=2**63 - 1, help="seeds the random start; same seed = same result")
 
 
 def project_linf_8bit(adversarial: torch.Tensor, images: torch.Tensor, epsilon: float) -> torch.Tensor:

@@ -17,20 +17,17 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import check_range, is_adversarial, margin
+from .base import is_adversarial, margin
+from .options import option
 from .runner import Attack, AttackConfig, AttackRun
 
 
 @dataclass(frozen=True)
 class GreedyConfig(AttackConfig):
-    pixels_per_step: int = 5  # pixels added per gradient: 1 is purest and slowest; 5 is the calibration baseline
-    max_pixels: int = 1500  # give up beyond this many pixels
-    prune: bool = True  # revert pixels the final image does not need
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_range("pixels_per_step", self.pixels_per_step, 1, 100_000)
-        check_range("max_pixels", self.max_pixels, 1, 10_000_000)
+    pixels_per_step: int = option(5, low=1, high=100_000, help="pixels added per gradient: 1 is purest and "
+                                  "slowest; 5 is the calibration baseline")
+    max_pixels: int = option(1500, low=1, high=10_000_000, help="give up beyond this many pixels")
+    prune: bool = option(True, help="revert pixels the final image does not need")
 
 
 def _fools(run: AttackRun, image: torch.Tensor, index: int) -> bool:

@@ -62,7 +62,8 @@ from dataclasses import dataclass
 import torch
 
 from ..models import ImageClassifier
-from .base import check_range, is_adversarial
+from .base import is_adversarial
+from .options import option
 from .runner import Attack, AttackConfig, AttackRun
 
 OTHERS = ("all", "rival")
@@ -70,16 +71,10 @@ OTHERS = ("all", "rival")
 
 @dataclass(frozen=True)
 class JSMAConfig(AttackConfig):
-    max_pixels: int = 1000  # give up rather than change more than this many pixels
-    candidates: int = 256  # features per direction whose pairs are searched exhaustively
-    others: str = "all"  # beta's classes: "all" non-target classes (the paper) or only the strongest "rival"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.others not in OTHERS:
-            raise ValueError(f"others must be one of {', '.join(map(repr, OTHERS))}; got {self.others!r}.")
-        check_range("max_pixels", self.max_pixels, 1, 10_000_000)
-        check_range("candidates", self.candidates, 2, 100_000)
+    max_pixels: int = option(1000, low=1, high=10_000_000, help="give up rather than change more than this many pixels")
+    candidates: int = option(256, low=2, high=100_000, help="features per direction whose pairs are searched exhaustively")
+    others: str = option("all", choices=OTHERS, help="beta's classes: 'all' non-target classes (the paper) "
+                         "or only the strongest 'rival'")
 
 
 def best_pair(alpha: torch.Tensor, beta: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

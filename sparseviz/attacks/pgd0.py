@@ -24,12 +24,14 @@ Differences from the authors' code, each on purpose:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from .base import check_range, is_adversarial, quantize
+from .base import is_adversarial, quantize
+from .options import option
 from .runner import Attack, AttackConfig, AttackRun
 
 
@@ -37,7 +39,7 @@ def budget_ladder(min_pixels: int, pixels: int, growth: float, search: bool) -> 
     """The pixel budgets tried in order: geometric from ``min_pixels`` up to ``pixels``."""
     if not search:
         return [pixels]
-    ladder = []
+    ladder: list[int] = []
     budget = float(min(min_pixels, pixels))
     while round(budget) < pixels:
         if not ladder or round(budget) > ladder[-1]:
@@ -47,26 +49,46 @@ def budget_ladder(min_pixels: int, pixels: int, growth: float, search: bool) -> 
 
 
 @dataclass(frozen=True)
-class PGD0Config(AttackConfig):
-    pixels: int = 1024  # k: the most pixels an image may change (the largest budget tried when searching)
-    steps: int = 20  # PGD iterations per budget, as in Croce & Hein's experiments
-    step_size: float = 0.15  # mean |change| per channel entry of one step: the reference's 120000/255 on an
-    # l1-normalised gradient of a 32x32x3 image is 0.153 per entry; expressing it per entry keeps it
-    # the same step at any resolution
-    random_start: bool = True  # the reference starts from uniform noise in the box, projected to k pixels
-    search: bool = True  # try budgets min_pixels, *growth, ... up to pixels; False = one fixed budget k
-    min_pixels: int = 1  # the first budget of the ladder: 1, so small flips are not floored by the ladder
-    growth: float = 1.5  # ratio between successive budgets: finer = fewer pixels, more time
-    seed: int = 0  # seeds the random start; same seed = same result
+class LadderConfig(AttackConfig):
+    """The pixel-budget ladder shared by PGD-l0 and Sparse-RS."""
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_range("pixels", self.pixels, 1, 10_000_000)
-        check_range("steps", self.steps, 1, 10_000)
-        check_range("step_size", self.step_size, 1e-6, 100.0)
-        check_range("min_pixels", self.min_pixels, 1, 10_000_000)
-        check_range("growth", self.growth, 1.01, 100.0)
-        check_range("seed", self.seed, 0, 2**63 - 1)
+    pixels: int = option(1024, low=1, high=10_000_000,
+                         help="k: the most pixels an image may change (the largest budget tried when searching)")
+    search: bool = option(True, help="try budgets min_pixels, *growth, ... up to pixels; false = one fixed budget k")
+    min_pixels: int = option(1, low=1, high=10_000_000,
+                             help="the first budget of the ladder: 1, so small flips are not floored by the ladder")
+    growth: float = option(1.5, low=1.01, high=100.0,
+                           help="ratio between successive budgets: finer = fewer pixels, more time")
+
+
+def start_ladder(run: AttackRun, config: LadderConfig) -> tuple[
+    torch.Tensor, torch.Tensor, torch.Tensor, list[int]
+]:
+    """What a budget-ladder search starts from: which images are already adversarial, the best
+    images and pixel counts so far, and the ladder (also recorded in the result's params)."""
+    count, _, height, width = run.images.shape
+    _, done = run.already_adversarial()
+    ladder = budget_ladder(config.min_pixels, min(config.pixels, height * width), config.growth, config.search)
+    run.params["ladder"] = ladder
+    return done, run.images.clone(), torch.full((count,), -1, dtype=torch.long), ladder
+
+
+def rungs(run: AttackRun, ladder: list[int], done: torch.Tensor) -> Iterator[int]:
+    """The ladder's budgets, while some image is still to be fooled and the time budget lasts."""
+    for budget in ladder:
+        if done.all() or run.spent():
+            return
+        yield budget
+
+
+@dataclass(frozen=True)
+class PGD0Config(LadderConfig):
+    steps: int = option(20, low=1, high=10_000, help="PGD iterations per budget, as in Croce & Hein's experiments")
+    step_size: float = option(0.15, low=1e-6, high=100.0, help="mean |change| per channel entry of one step")
+    # The reference's 120000/255 on an l1-normalised gradient of a 32x32x3 image is 0.153 per entry;
+    # expressing it per entry keeps it the same step at any resolution.
+    random_start: bool = option(True, help="start from uniform noise in the box, projected to k pixels (the reference)")
+    seed: int = option(0, low=0, high=2**63 - 1, help="seeds the random start; same seed = same result")
 
 
 def project_l0_box(delta: torch.Tensor, images: torch.Tensor, k: int) -> torch.Tensor:
@@ -98,16 +120,10 @@ def _pgd0(run: AttackRun, config: PGD0Config) -> torch.Tensor:
     count, _, height, width = images.shape
     device = run.device
     entries = 3 * height * width
-    _, done = run.already_adversarial()
-    best = images.clone()
-    best_pixels = torch.full((count,), -1, dtype=torch.long)
-    ladder = budget_ladder(config.min_pixels, min(config.pixels, height * width), config.growth, config.search)
-    run.params["ladder"] = ladder
+    done, best, best_pixels, ladder = start_ladder(run, config)
     total_steps = len(ladder) * config.steps
     step_index = 0
-    for budget in ladder:
-        if done.all() or run.spent():
-            break
+    for budget in rungs(run, ladder, done):
         # One noise pattern per rung for every image, so an image's result does not depend on its batch.
         generator = torch.Generator().manual_seed(config.seed + budget)
         active = (~done).nonzero().squeeze(1)

@@ -30,22 +30,22 @@ from .base import (
     AttackResult,
     ProgressCallback,
     StopCheck,
-    check_range,
     finalize,
     is_adversarial,
     prepare_inputs,
 )
+from .options import option, validate
 
 
 @dataclass(frozen=True)
 class AttackConfig:
     """Options every attack has: one time budget with one meaning."""
 
-    max_seconds: float | None = None  # wall-clock budget for the whole call; the attack returns what it has
+    max_seconds: float | None = option(None, low=0.0, high=1e6, help="wall-clock budget for the whole call in "
+                                       "seconds; the attack stops and returns what it has")
 
     def __post_init__(self) -> None:
-        if self.max_seconds is not None:
-            check_range("max_seconds", self.max_seconds, 0.0, 1e6)
+        validate(self)
 
 
 C = TypeVar("C", bound=AttackConfig)
@@ -99,7 +99,7 @@ class AttackRun:
 
     def forward(self, images: torch.Tensor, index: torch.Tensor | int | slice) -> torch.Tensor:
         """Logits of ``images`` (one per image at ``index``), each charged one call."""
-        logits = self.model(images)
+        logits: torch.Tensor = self.model(images)
         self.calls[index] += 1
         return logits
 

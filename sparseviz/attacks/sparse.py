@@ -14,7 +14,7 @@ where ``margin`` is negative exactly when the model is fooled (see ``base.margin
 and ``sum(m)`` is the relaxed pixel count; ``lambda = sparsity_weight x`` a per-image
 scale (adapted up while the binary mask fools the model, down while it does not).
 
-Three details make it work in tens of steps:
+Four details make it work in tens of steps:
 - A zero perturbation gives the gate no adversarial gradient, so ``v`` starts from
   the corners a signed gradient step points to, and the gate logits start from each
   pixel's first-order payoff (how much setting it to ``v`` lowers the margin).
@@ -47,6 +47,7 @@ from .base import (
     margin,
     quantize,
 )
+from .options import option
 from .runner import Attack, AttackConfig, AttackRun
 from .checks import Checker
 from .prune import prune_batch
@@ -59,48 +60,42 @@ _MARGIN_SLACK = 1e-3  # a kept solution must beat the boundary by this much (log
 
 @dataclass(frozen=True)
 class SparseConfig(AttackConfig):
-    sparsity_weight: float = 1.0  # the main knob: higher = fewer pixels, at some risk of failing
-    steps: int = 100  # at most this many optimisation steps (~0.12 s each for EfficientNet-Lite0 on a
-    # 2-core CPU); most images stop much earlier, see patience
-    mask_lr: float = 0.25  # Adam step on the gate logits (they live in roughly [-6, 6])
-    value_lr: float = 0.1  # Adam step on the colour logits
-    kappa: float = 2.0  # stop pushing the margin once it is this far past the boundary (logits)
-    initial_pixels: int = 400  # gates initially open: the top first-order pixels
-    temperature_start: float = 1.0  # gate softness at step 0
-    temperature_end: float = 0.1  # gate softness at the last step (close to binary)
-    lambda_start: float = 0.4  # lambda at step 0, as a fraction of the median open pixel's payoff
-    lambda_up: float = 1.5  # per-step factor on lambda while the binary mask fools the model
-    lambda_down: float = 0.7  # per-step factor on lambda while it does not
-    momentum: float = 0.5  # Adam's beta1: low, so the gates react within a few steps to lambda
-    patience: int | None = None  # stop an image once its best pixel count has not improved for this many
-    # steps; None = 4 untargeted, 8 targeted (see ``patience_for``)
-    relaxed_view: bool | None = None  # also descend on the soft-gated image (smoother search, 2 images per
-    # step); None = only for targeted attacks (see ``relaxed_view_for``)
-    prune: bool = True  # drop pixels the final solution does not need
-    refine_steps: int = 5  # Adam steps on the kept pixels' colours before a second prune
-    swap_rounds: int = 6  # after pruning (needs prune), swap rounds per attempt at one pixel fewer; 0 = no swaps
-    swap_proposals: int = 8  # candidate swaps checked per round (one forward pass each)
-    swap_calls: int | None = None  # model calls per image the swap search may spend; None = 120 untargeted,
-    # 0 targeted (see ``swap_calls_for``)
-    seed: int = 0  # seeds the (tiny) tie-breaking noise; same seed = same result
+    sparsity_weight: float = option(1.0, low=0.0, high=1000.0, ui=(0.1, 4.0, 0.05),
+                                    help="the main knob: higher = fewer pixels, at some risk of failing")
+    steps: int = option(100, low=1, high=10_000, ui=(1, 2000, 10),
+                        help="at most this many optimisation steps; most images stop much earlier (see patience)")
+    # (~0.12 s per step for EfficientNet-Lite0 on a 2-core CPU)
+    mask_lr: float = option(0.25, low=1e-4, high=10.0, help="Adam step on the gate logits (they live in about [-6, 6])")
+    value_lr: float = option(0.1, low=1e-4, high=10.0, help="Adam step on the colour logits")
+    kappa: float = option(2.0, low=0.0, high=100.0,
+                          help="stop pushing the margin once it is this far past the boundary (logits)")
+    initial_pixels: int = option(400, low=1, high=10_000_000, help="gates initially open: the top first-order pixels")
+    temperature_start: float = option(1.0, low=1e-3, high=100.0, help="gate softness at step 0")
+    temperature_end: float = option(0.1, low=1e-3, high=100.0,
+                                    help="gate softness at the last step (close to binary); at most temperature_start")
+    lambda_start: float = option(0.4, low=0.0, high=100.0,
+                                 help="lambda at step 0, as a fraction of the median open pixel's payoff")
+    lambda_up: float = option(1.5, low=1.0, high=100.0, help="per-step factor on lambda while the binary mask fools the model")
+    lambda_down: float = option(0.7, low=0.01, high=1.0, help="per-step factor on lambda while it does not")
+    momentum: float = option(0.5, low=0.0, high=0.999,
+                             help="Adam's beta1: low, so the gates react within a few steps to lambda")
+    patience: int | None = option(None, low=1, high=10_000, help="stop an image once its best pixel count has not "
+                                  "improved for this many steps; none = 4 untargeted, 8 targeted")
+    relaxed_view: bool | None = option(None, help="also descend on the soft-gated image (smoother search, 2 images "
+                                       "per step); none = only for targeted attacks")
+    prune: bool = option(True, help="drop pixels the final solution does not need")
+    refine_steps: int = option(5, low=0, high=10_000, help="Adam steps on the kept pixels' colours before a second prune")
+    swap_rounds: int = option(6, low=0, high=10_000,
+                              help="after pruning, swap rounds per attempt at one pixel fewer; 0 = no swaps")
+    swap_proposals: int = option(8, low=1, high=10_000, help="candidate swaps checked per round (one forward pass each)")
+    swap_calls: int | None = option(None, low=0, high=10_000_000, help="model calls per image the swap search may "
+                                    "spend; none = 120 untargeted, 0 targeted")
+    seed: int = option(0, low=0, high=2**63 - 1, ui=(0, 2**31 - 1, 1),
+                       help="seeds the (tiny) tie-breaking noise; same seed = same result")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_range("sparsity_weight", self.sparsity_weight, 0.0, 1000.0)
-        check_range("steps", self.steps, 1, 10_000)
-        check_range("mask_lr", self.mask_lr, 1e-4, 10.0)
-        check_range("value_lr", self.value_lr, 1e-4, 10.0)
-        check_range("kappa", self.kappa, 0.0, 100.0)
-        check_range("initial_pixels", self.initial_pixels, 1, 10_000_000)
         check_range("temperature_end", self.temperature_end, 1e-3, self.temperature_start)
-        check_range("refine_steps", self.refine_steps, 0, 10_000)
-        check_range("swap_rounds", self.swap_rounds, 0, 10_000)
-        check_range("swap_proposals", self.swap_proposals, 1, 10_000)
-        if self.swap_calls is not None:
-            check_range("swap_calls", self.swap_calls, 0, 10_000_000)
-        if self.patience is not None:
-            check_range("patience", self.patience, 1, 10_000)
-        check_range("seed", self.seed, 0, 2**63 - 1)
 
     def patience_for(self, targeted: bool) -> int:
         """Patience for this kind of attack.

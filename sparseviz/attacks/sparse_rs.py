@@ -21,29 +21,22 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import check_range, margin
-from .pgd0 import budget_ladder
-from .runner import Attack, AttackConfig, AttackRun
+from .base import margin
+from .pgd0 import LadderConfig, rungs, start_ladder
+from .options import option
+from .runner import Attack, AttackRun
 
 
 @dataclass(frozen=True)
-class SparseRSConfig(AttackConfig):
-    pixels: int = 512  # k: the most pixels an image may change (the largest budget tried when searching)
-    queries: int = 300  # query budget per rung (the paper: 10,000 at one fixed k); ~10 s per rung at 224 px on 2 CPU cores
-    p_init: float = 0.3  # fraction of the k pixels resampled at first; the authors' value for l0 on ImageNet
-    search: bool = True  # try budgets min_pixels, *growth, ... up to pixels; False = one fixed budget k
-    min_pixels: int = 1  # the first budget of the ladder: 1, so small flips are not floored by the ladder
-    growth: float = 2.0  # ratio between successive budgets: random search needs room, so coarser than PGD-l0
-    seed: int = 0  # seeds the random search; same seed = same result
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_range("pixels", self.pixels, 1, 10_000_000)
-        check_range("queries", self.queries, 1, 10_000_000)
-        check_range("p_init", self.p_init, 1e-4, 1.0)
-        check_range("min_pixels", self.min_pixels, 1, 10_000_000)
-        check_range("growth", self.growth, 1.01, 100.0)
-        check_range("seed", self.seed, 0, 2**63 - 1)
+class SparseRSConfig(LadderConfig):
+    pixels: int = option(512, low=1, high=10_000_000, help="k: the most pixels an image may change")
+    queries: int = option(300, low=1, high=10_000_000, help="query budget per rung (the paper: 10,000 at one fixed k)")
+    # ~10 s per rung at 224 px on 2 CPU cores
+    p_init: float = option(0.3, low=1e-4, high=1.0,
+                           help="fraction of the k pixels resampled at first; the authors' value for l0 on ImageNet")
+    growth: float = option(2.0, low=1.01, high=100.0,
+                           help="ratio between successive budgets: random search needs room, so coarser than PGD-l0")
+    seed: int = option(0, low=0, high=2**63 - 1, help="seeds the random search; same seed = same result")
 
 
 def resample_fraction(query: int, budget: int, p_init: float) -> float:
@@ -68,16 +61,10 @@ def _sparse_rs(run: AttackRun, config: SparseRSConfig) -> torch.Tensor:
     images = run.images
     count, _, height, width = images.shape
     device = run.device
-    _, done = run.already_adversarial()
-    best = images.clone()
-    best_pixels = torch.full((count,), -1, dtype=torch.long)
-    ladder = budget_ladder(config.min_pixels, min(config.pixels, height * width), config.growth, config.search)
-    run.params["ladder"] = ladder
+    done, best, best_pixels, ladder = start_ladder(run, config)
     total_steps = len(ladder) * config.queries
     step_index = 0
-    for budget in ladder:
-        if done.all() or run.spent():
-            break
+    for budget in rungs(run, ladder, done):
         # Random draws are made per image from its own generator, so an image's
         # result does not depend on its batch mates.
         generators = [torch.Generator().manual_seed(config.seed * 1_000_003 + budget) for _ in range(count)]

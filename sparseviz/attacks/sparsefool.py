@@ -30,26 +30,23 @@ from dataclasses import dataclass
 import torch
 
 from ..models import ImageClassifier
-from .base import check_range, is_adversarial, quantize
+from .base import is_adversarial, quantize
+from .options import option
 from .runner import Attack, AttackConfig, AttackRun
 
 
 @dataclass(frozen=True)
 class SparseFoolConfig(AttackConfig):
-    lambda_: float = 3.0  # how far past DeepFool's boundary point to linearise; the authors use 3 on ImageNet
-    max_iter: int = 50  # outer iterations per image: the authors' README and demos use 50 (20 is only their
-    # function's default, and gave up on most high-confidence photos)
-    candidates: int = 10  # DeepFool looks at the top-k classes only: 10, as in DeepFool/SparseFool on ImageNet
-    overshoot: float = 0.02  # DeepFool's and SparseFool's final push past the boundary
-    deepfool_steps: int = 50  # DeepFool iterations per outer iteration (it usually needs 2-4)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_range("lambda_", self.lambda_, 1.0, 100.0)
-        check_range("max_iter", self.max_iter, 1, 10_000)
-        check_range("candidates", self.candidates, 2, 100_000)
-        check_range("overshoot", self.overshoot, 0.0, 1.0)
-        check_range("deepfool_steps", self.deepfool_steps, 1, 10_000)
+    lambda_: float = option(3.0, low=1.0, high=100.0, help="how far past DeepFool's boundary point to linearise; "
+                            "the authors use 3 on ImageNet")
+    max_iter: int = option(50, low=1, high=10_000, help="outer iterations per image: the authors' README and "
+                           "demos use 50")
+    # (20 is only their function's default, and gave up on most high-confidence photos)
+    candidates: int = option(10, low=2, high=100_000, help="DeepFool looks at the top-k classes only: 10, as in "
+                             "DeepFool/SparseFool on ImageNet")
+    overshoot: float = option(0.02, low=0.0, high=1.0, help="DeepFool's and SparseFool's final push past the boundary")
+    deepfool_steps: int = option(50, low=1, high=10_000,
+                                 help="DeepFool iterations per outer iteration (it usually needs 2-4)")
 
 
 def _class_gradients(

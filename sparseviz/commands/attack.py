@@ -5,26 +5,27 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
 
 import torch
 from tqdm import tqdm
 
-from ..attacks.base import AttackProgress, AttackResult, to_uint8
+from ..attacks import options
+from ..attacks.base import AttackProgress
 from ..attacks.sparse import SparseConfig, sparse_attack
 from ..images import load_image, save_png, to_tensor
 from ..models import DEFAULT_MODEL, ImageClassifier, load_model
+from ..report import attack_report, save_verified_png
 
 
 def add_photo_arguments(parser: argparse.ArgumentParser, out_help: str) -> None:
-    """The arguments every one-photo command shares (attack, explain)."""
+    """The arguments every one-photo command shares (attack, explain), with every sparse-attack option."""
     parser.add_argument("image", help="an image file (PNG, JPEG, WebP, BMP, GIF, TIFF)")
     parser.add_argument("--out", required=True, type=Path, help=out_help)
     parser.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME", help=f"a name from `sparseviz models` (default {DEFAULT_MODEL})")
     parser.add_argument("--target", help="targeted attack: a class index or name (default: untargeted)")
     parser.add_argument("--label", help="the true class (index or name); default: the model's clean prediction")
-    parser.add_argument("--seed", type=int, default=SparseConfig().seed, help="same seed, same result (default 0)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    options.add_arguments(parser, SparseConfig)
 
 
 def load_photo(args: argparse.Namespace) -> tuple[ImageClassifier, torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -42,43 +43,14 @@ def load_photo(args: argparse.Namespace) -> tuple[ImageClassifier, torch.Tensor,
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    defaults = SparseConfig()
     parser = subparsers.add_parser("attack", help="change as few pixels as possible to fool the model")
     add_photo_arguments(parser, "folder for original.png, adversarial.png, mask.png, report.json")
-    parser.add_argument("--sparsity-weight", type=float, default=defaults.sparsity_weight,
-                        help=f"higher = fewer pixels, more risk of failing (default {defaults.sparsity_weight})")
-    parser.add_argument("--steps", type=int, default=defaults.steps, help=f"optimisation steps (default {defaults.steps})")
-    parser.add_argument("--max-seconds", type=float, default=None, help="stop after this long and report what was found")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run)
 
 
-def changed_pixels(result: AttackResult, index: int = 0) -> list[dict[str, Any]]:
-    """Every changed pixel with its 8-bit colour before and after."""
-    before, after = to_uint8(result.originals[index]), to_uint8(result.adversarials[index])
-    rows = []
-    for y, x in result.pixel_mask[index].nonzero().tolist():
-        rows.append({"y": y, "x": x, "before": before[:, y, x].tolist(), "after": after[:, y, x].tolist()})
-    return rows
-
-
-def build_report(result: AttackResult, model: ImageClassifier, image_name: str, device: str, index: int = 0) -> dict[str, Any]:
-    report = {"image": image_name, **result.summary(index, model.class_names)}
-    report["seed"] = result.params.get("seed")
-    report["device"] = device
-    report["params"] = result.params
-    report["changed_pixels"] = changed_pixels(result, index)
-    top_before = result.clean_probs[index].topk(min(5, model.num_classes))
-    top_after = result.adv_probs[index].topk(min(5, model.num_classes))
-    report["top5_before"] = [[model.class_names[i], float(p)] for p, i in zip(*top_before)]
-    report["top5_after"] = [[model.class_names[i], float(p)] for p, i in zip(*top_after)]
-    return report
-
-
 def run(args: argparse.Namespace) -> int:
-    config = SparseConfig(
-        sparsity_weight=args.sparsity_weight, steps=args.steps, seed=args.seed, max_seconds=args.max_seconds
-    )
+    config = options.from_arguments(SparseConfig, args)
     model, image, label, target = load_photo(args)
     bar = tqdm(total=config.steps, desc="sparse attack", unit="step", disable=args.quiet)
 
@@ -94,15 +66,11 @@ def run(args: argparse.Namespace) -> int:
     bar.close()
 
     args.out.mkdir(parents=True, exist_ok=True)
-    save_png(result.originals[0], args.out / "original.png")
-    save_png(result.adversarials[0], args.out / "adversarial.png")
+    # Every number is measured on the images as saved: they are read back and must match.
+    save_verified_png(result.originals[0], args.out / "original.png")
+    save_verified_png(result.adversarials[0], args.out / "adversarial.png")
     save_png(result.pixel_mask[0].float().expand(3, -1, -1), args.out / "mask.png")
-    # Every number is measured on the images as saved: re-read them and insist they match.
-    for name, tensor in (("original.png", result.originals[0]), ("adversarial.png", result.adversarials[0])):
-        saved = to_tensor(load_image(args.out / name).image)
-        if not torch.equal(to_uint8(saved), to_uint8(tensor)):
-            raise RuntimeError(f"{name} does not round-trip exactly; refusing to report numbers for it.")
-    report = build_report(result, model, str(args.image), str(model.device))
+    report = attack_report(result, model.class_names, str(args.image), str(model.device))
     (args.out / "report.json").write_text(json.dumps(report, indent=2))
 
     verdict = "fooled" if report["success"] else "NOT fooled"

@@ -17,7 +17,8 @@ from tqdm import tqdm
 
 from ..attacks import ATTACKS
 from ..audit import AuditReport, run_audit, write_audit
-from ..bench import build_config, image_files, load_folder, parse_overrides
+from ..bench import build_config, load_folder, parse_overrides
+from ..images import image_files
 from ..models import DEFAULT_MODEL, load_model
 
 

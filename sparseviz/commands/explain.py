@@ -66,6 +66,7 @@ def _progress(fraction: float, stage: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..attacks import options
     from ..attacks.sparse import SparseConfig, sparse_attack
     from ..figures import save_figures
     from ..images import save_png
@@ -79,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     model, image, label, target = load_photo(args)
-    result = sparse_attack(model, image, label, targets=target, config=SparseConfig(seed=args.seed))
+    result = sparse_attack(model, image, label, targets=target, config=options.from_arguments(SparseConfig, args))
     if not bool(result.success[0]):
         print("the attack did not fool the model; nothing to explain.")
         return 1

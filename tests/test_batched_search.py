@@ -1,0 +1,128 @@
+"""The batched post-processing: as good as checking one variant at a time, and far fewer sequential calls."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from conftest import clean_labels
+from sparseviz.attacks.base import is_adversarial
+from sparseviz.attacks.checks import Checker
+from sparseviz.attacks.prune import prune_batch
+from sparseviz.attacks.sparse import SparseConfig, sparse_attack
+from sparseviz.models import ImageClassifier
+
+FAST = SparseConfig(steps=15, patience=10, swap_calls=60)
+
+
+def random_images(count: int, seed: int = 3) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.round(torch.rand(count, 3, 32, 32, generator=generator) * 255) / 255
+
+
+def unpruned_solutions(model: ImageClassifier, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Optimised but unpruned solutions: something for pruning to work on."""
+    labels = clean_labels(model, images)
+    result = sparse_attack(model, images, labels, config=dataclasses.replace(FAST, prune=False))
+    assert result.success.all()
+    return labels, result.pixel_mask, result.adversarials
+
+
+def margin_of(model: ImageClassifier, image: torch.Tensor, label: torch.Tensor) -> float:
+    with torch.no_grad():
+        logits = model(image[None])[0]
+    return float(logits[label] - logits.masked_fill(torch.arange(logits.shape[0]) == label, float("-inf")).max())
+
+
+def fools(model: ImageClassifier, image: torch.Tensor, label: torch.Tensor, required: float = 1e-3) -> bool:
+    return margin_of(model, image, label) < -required
+
+
+def sequential_prune(model: ImageClassifier, image: torch.Tensor, mask: torch.Tensor, values: torch.Tensor,
+                     label: torch.Tensor) -> torch.Tensor:
+    """The reference, one network call per check (the attack before batching, with exact orders):
+    order by single-revert margin, binary-search the longest removable prefix, re-score while
+    that removes something from a large set, then try single removals of the next 24 pixels."""
+    def without(current: torch.Tensor, drop: list[list[int]]) -> torch.Tensor:
+        trial = current.clone()
+        for y, x in drop:
+            trial[y, x] = False
+        return trial
+
+    while True:
+        coords = mask.nonzero().tolist()
+        if len(coords) <= 1:
+            return mask
+        costs = [margin_of(model, torch.where(without(mask, [c]), values, image), label) for c in coords]
+        ordered = [c for _, c in sorted(zip(costs, coords))]
+        low, high = 0, len(ordered) - 1
+        while low < high:
+            middle = (low + high + 1) // 2
+            if fools(model, torch.where(without(mask, ordered[:middle]), values, image), label):
+                low = middle
+            else:
+                high = middle - 1
+        mask = without(mask, ordered[:low])
+        if len(coords) > 48 and low > 0:
+            continue
+        for pixel in ordered[low : low + 24]:
+            trial = without(mask, [pixel])
+            if trial.sum() >= 1 and fools(model, torch.where(trial, values, image), label):
+                mask = trial
+        return mask
+
+
+def test_batched_pruning_keeps_no_more_pixels_than_one_at_a_time(tiny_model, one_torch_thread) -> None:
+    images = random_images(6)
+    labels, masks, adversarials = unpruned_solutions(tiny_model, images)
+    calls = torch.zeros(6, dtype=torch.long)
+    checker = Checker(tiny_model, labels, None, calls)
+    pruned = prune_batch(checker, images, masks, adversarials, required=1e-3, spent=lambda: False, greedy_passes=8)
+    for index in range(6):
+        kept = pruned[index]
+        assert fools(tiny_model, torch.where(kept, adversarials[index], images[index]), labels[index])
+        assert not (kept & ~masks[index]).any(), "pruning only removes pixels"
+        reference = sequential_prune(tiny_model, images[index], masks[index], adversarials[index], labels[index])
+        assert int(kept.sum()) <= int(reference.sum()), index
+    assert (pruned.flatten(1).sum(1) < masks.flatten(1).sum(1)).any()
+
+
+def test_batched_pruning_of_an_image_does_not_depend_on_its_batch_mates(tiny_model, one_torch_thread) -> None:
+    images = random_images(4)
+    labels, masks, adversarials = unpruned_solutions(tiny_model, images)
+    together = prune_batch(Checker(tiny_model, labels, None, torch.zeros(4, dtype=torch.long)), images, masks,
+                           adversarials, required=1e-3, spent=lambda: False)
+    for index in range(4):
+        part = slice(index, index + 1)
+        alone = prune_batch(Checker(tiny_model, labels[part], None, torch.zeros(1, dtype=torch.long)), images[part],
+                            masks[part], adversarials[part], required=1e-3, spent=lambda: False)
+        assert torch.equal(alone[0], together[index])
+
+
+def test_a_batch_of_32_needs_an_eighth_of_the_sequential_calls_per_image(tiny_model, one_torch_thread) -> None:
+    images = random_images(32, seed=5)
+    labels = clean_labels(tiny_model, images)
+    batched = sparse_attack(tiny_model, images, labels, config=FAST)
+    single = [sparse_attack(tiny_model, images[i : i + 1], labels[i : i + 1], config=FAST) for i in range(32)]
+    per_image_batched = batched.model_invocations / 32
+    per_image_single = sum(result.model_invocations for result in single) / 32
+    assert per_image_batched <= per_image_single / 8, (per_image_batched, per_image_single)
+    # Same attack, same answers: batching changes only how the calls are grouped.
+    assert torch.equal(batched.success, torch.cat([result.success for result in single]))
+    assert torch.equal(batched.l0_pixels, torch.cat([result.l0_pixels for result in single]))
+
+
+def test_invocations_are_counted_and_much_fewer_than_model_calls(tiny_model, tiny_images, one_torch_thread) -> None:
+    image = tiny_images[:1]
+    label = clean_labels(tiny_model, image)
+    result = sparse_attack(tiny_model, image, label, config=FAST)
+    forwards = []
+    handle = tiny_model.network.register_forward_hook(lambda *_: forwards.append(1))
+    try:
+        again = sparse_attack(tiny_model, image, label, config=FAST)
+    finally:
+        handle.remove()
+    assert again.model_invocations == result.model_invocations > 0  # deterministic
+    assert result.model_invocations <= len(forwards)  # a chunked call counts once
+    assert result.model_invocations * 2 < int(result.model_calls[0])  # rounds check many variants at once

@@ -1,0 +1,16 @@
+"""The package type-checks: mypy over sparseviz/, strict on the attacks and interpret (settings in pyproject.toml)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_mypy_passes() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "mypy", "--no-error-summary"], cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
