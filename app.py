@@ -667,7 +667,9 @@ def main() -> None:
         return
     else:
         target = f"target {settings.target}" if settings.target else "untargeted"
-        status.caption(f"Result for {image_id.split(':', 1)[-1]} on {model_id}: sparsity weight "
+        opened = st.session_state.get("opened")
+        shown = opened[0] if opened and image_id.startswith(f"{AUDIT_SOURCE}:") else image_id.split(":", 1)[-1]
+        status.caption(f"Result for {shown} on {model_id}: sparsity weight "
                        f"{settings.sparsity_weight:g}, {settings.steps} steps, seed {settings.seed}, {target}, {device}.")
     tab_result, tab_why, tab_compare, tab_transfer = st.tabs(["Result", "Why it works", "Compare", "Transfer"])
     with tab_result:

@@ -88,13 +88,14 @@ def attack(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cached(caches: list[Path], limit: int) -> list[tuple[str, Path, dict]]:
+def _cached(caches: list[Path], limit: int, offset: int = 0) -> list[tuple[str, Path, dict]]:
     out = []
     for cache in caches:
         for folder in sorted(p for p in cache.iterdir() if (p / "meta.json").exists()):
             meta = json.loads((folder / "meta.json").read_text())
             if meta["success"] and meta["pixels"] > 0:
                 out.append((f"{cache.name}/{folder.name}", folder, meta))
+    out = out[offset:]
     return out[:limit] if limit else out
 
 
@@ -118,7 +119,7 @@ def explain_step(args: argparse.Namespace) -> int:
     from sparseviz.models import load_model
 
     model = load_model("efficientnet_lite0", device="cpu")
-    photos = _cached(args.cache, args.limit)
+    photos = _cached(args.cache, args.limit, args.offset)
     rows: list[dict[str, Any]] = []
     for n, (name, folder, meta) in enumerate(photos):
         images = [to_tensor(load_image(folder / f).image)[None] for f in ("original.png", "adversarial.png")]
@@ -129,6 +130,8 @@ def explain_step(args: argparse.Namespace) -> int:
             continue
         forward_ms = _forward_ms(model)
         for split_method in args.splits:
+            if split_method == "shapley" and args.shapley_max_pixels and meta["pixels"] > args.shapley_max_pixels:
+                continue  # sampled Shapley on hundreds of pixels takes minutes on the shared CPU
             config = ExplainConfig(split=SplitConfig(method=split_method))
             e = explain_pixels(model, result, 0, config=config)
             rows_g = {r.group: r for r in e.ablation}
@@ -239,7 +242,7 @@ def summary(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     if not any(r["split"] == "auto" for r in rows):  # the default, derived: it runs exactly these code paths
         for photo in dict.fromkeys(r["photo"] for r in rows):
             ig, shapley = by_key.get((photo, "integrated_gradients")), by_key.get((photo, "shapley"))
-            if ig and shapley:
+            if ig and (shapley or int(ig["pixels"]) > AUTO_EXACT_PIXELS):
                 rows = rows + [{**(shapley if int(ig["pixels"]) <= AUTO_EXACT_PIXELS else ig), "split": "auto"}]
     splits = list(dict.fromkeys(r["split"] for r in rows))
     photos = sorted({r["photo"] for r in rows})
@@ -315,6 +318,8 @@ def main() -> int:
     e.add_argument("--splits", nargs="+", default=["integrated_gradients", "shapley"])
     e.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     e.add_argument("--limit", type=int, default=0, help="first N photos only (0 = all)")
+    e.add_argument("--shapley-max-pixels", type=int, default=0, help="skip the Shapley split above N px (0 = never)")
+    e.add_argument("--offset", type=int, default=0, help="skip the first N cached photos (split a run in two)")
     e.add_argument("--maps-limit", type=int, default=10 ** 6, help="measure map agreement on the first N photos")
     e.add_argument("--reference-ms", type=float, default=15.0,
                    help="a batch-1 forward on the idle 2-core CPU (README: about 15 ms), for calibrated seconds")

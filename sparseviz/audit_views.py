@@ -65,7 +65,8 @@ def flow_figure(report: AuditReport) -> go.Figure:
     figure = go.Figure(go.Sankey(
         node=dict(label=labels, color=colours, pad=14, thickness=18),
         link=dict(source=[index[s] for s, _, _ in flows], target=[len(left) + right.index(t) for _, t, _ in flows],
-                  value=[n for _, _, n in flows]),
+                  value=[n for _, _, n in flows],
+                  color=["rgba(153,153,153,0.35)" if t == NOT_FOOLED else "rgba(228,87,86,0.3)" for _, t, _ in flows]),
     ))
     figure.update_layout(height=max(320, 28 * max(len(left), len(right))), margin=dict(l=10, r=10, t=30, b=10),
                          font=dict(size=15), title="true class -> class after the attack")

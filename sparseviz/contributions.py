@@ -61,7 +61,7 @@ class SplitConfig:
     exact_max_pixels: int = 8  # Shapley: enumerate all 2^k coalitions up to this many pixels
     shapley_permutations: int = 8  # sampled Shapley: permutations (in antithetic pairs) above exact_max_pixels
     max_evaluations: int = 2000  # sampled Shapley: model evaluations allowed; fewer permutations past it
-    batch_size: int = 32  # images per forward pass
+    batch_size: int = 16  # images per forward pass (IG keeps their activations for the backward: bounds memory)
     share_ratio: float = 1.25  # a share this many times the other decides the label alone
     floor: float = 0.1  # each total is floored at this share of the margin change before dividing
     seed: int = 0  # seeds the permutation generator (local; the global RNG is never touched)

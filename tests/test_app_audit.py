@@ -127,6 +127,7 @@ def test_uploaded_zip_with_hostile_members_lists_them_as_skipped(tiny_registered
     at.button(key="open_most_0").click().run()
     assert not at.exception, at.exception
     assert at.radio(key="source").value == "from the audit"
+    assert any(c.value.startswith("Result for batch.zip/") for c in at.caption)  # named, not hashed
 
 
 def test_nothing_usable_is_a_message(tiny_registered):

@@ -28,7 +28,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 RESULT_TIMEOUT_MS = 240_000  # model load + a full default attack on a busy 2-core CPU
 # Target: first result <= 10 s after the page loads. Asserted loosely: CI shares its CPU, so the
 # measured time is recorded in test-artifacts/browser_timing.txt and only a hang fails the test.
-FIRST_RESULT_BOUND_S = 120.0
+FIRST_RESULT_BOUND_S = 240.0  # catches a hang, not a busy machine (six test runs shared 2 cores: 69-121 s seen)
 BIG_FONT_PX = 40  # the key numbers, read from the back of a room (a 1.0 rem body text is 16 px)
 AUDIT_PHOTOS = ("chelsea.png", "grace_hopper.jpg", "coffee.png")
 

@@ -72,21 +72,19 @@ def _attack_events(server, photo: str, seed: str = "11") -> list[str]:
 def test_eight_sessions_share_the_pool_and_each_get_their_result(server):
     t0 = time.monotonic()
     expected = _expected_pixels(PHOTOS)
-    print(f"\nexpected computed in {time.monotonic() - t0:.1f} s")
     queries = [{"image": PHOTOS[i % len(PHOTOS)], "steps": str(STEPS)} for i in range(SESSIONS)]
     with load_test.HealthProbe(server.url) as probe:
         started, records = load_test.drive(server.url, queries, timeout_s=TIMEOUT_S)
-    print(f"pages ready at {started - t0:.1f} s, done at {time.monotonic() - t0:.1f} s; health failures at "
-          f"{[round(t - t0, 1) for t in probe.failed_at]}, worst before clicks {probe.worst():.2f} s; "
-          f"slow answers {[(round(t - t0, 1), round(x, 2)) for t, x in zip(probe.times, probe.latencies) if x > 0.3]}")
+    print(f"\npages ready after {started - t0:.1f} s, all results after {time.monotonic() - t0:.1f} s")
     for record in records:
         assert record.seconds is not None, f"{record.query} got no result; it showed {record.lines[-3:]}"
         assert record.pixels == expected[record.query["image"]], record
         assert record.exceptions == 0, record
         aheads = record.aheads  # a page's place in the queue only moves forward, within the class size
         assert aheads == sorted(aheads, reverse=True) and all(0 <= a < SESSIONS for a in aheads), record.lines
-    assert any(record.aheads for record in records), "with one worker some session must have queued"
     events = server.events()
+    # with one worker, some attack waited behind another (whether a page's poll caught that line is timing)
+    assert any(e["event"] == "queued" and e["kind"] == "attack" and e["running"] >= 1 for e in events)
     assert load_test.attacks_ran(events) == len(PHOTOS)  # identical requests cost one attack
     queued = [e["job"] for e in events if e["event"] == "queued" and e["kind"] == "attack"]
     ran = [e["job"] for e in events if e["event"] == "started" and e["kind"] == "attack"]
