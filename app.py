@@ -468,9 +468,12 @@ def explanation_ui(model: ImageClassifier, result: AttackResult, key: tuple) -> 
     st.caption(f"Group ablation: obscuring group = obscuring + both pixels, leading group = leading + both. "
                f"{explanation.holds_why}.")
     if explanation.maps:
-        st.markdown("The four maps share **one colour scale**; changed pixels are ringed in their label's colour.")
-        st.plotly_chart(views.maps_grid(explanation.maps, explanation.vmin, explanation.vmax, explanation.pixels),
-                        width="stretch", key="maps")
+        st.markdown("The four maps share **one colour scale** and lie over their photo; changed pixels are ringed "
+                    "in their label's colour (hover one for its contributions).")
+        opacity = st.slider("map opacity (0 = photo only, 1 = map only)", 0.0, 1.0, 0.6, 0.05, key="map_opacity")
+        photos = {"clean": result.originals[0], "adv": result.adversarials[0]}
+        st.plotly_chart(views.maps_grid(explanation.maps, explanation.vmin, explanation.vmax, explanation.pixels,
+                                        photos=photos, opacity=opacity), width="stretch", key="maps")
     st.plotly_chart(views.pixels_by_kind(result.adversarials[0], explanation.pixels), width="stretch", key="kinds")
     st.dataframe(views.pixel_table(explanation.pixels), width="stretch", hide_index=True, key="pixel_table")
     st.caption(f"Split by {explanation.split_method} ({explanation.split_note}); completeness error "

@@ -107,20 +107,50 @@ MAP_TITLES = {
 }
 
 
+MAP_CAPTIONS = {
+    ("clean", "true"): "where the model saw the true class before the attack",
+    ("clean", "adv"): "where the photo already held evidence for the wrong class",
+    ("adv", "true"): "true-class evidence left after the attack: obscuring pixels dim it",
+    ("adv", "adv"): "wrong-class evidence after the attack: leading pixels light it up",
+}
+
+
+def _ring_hover(record: Any, kind: str) -> str:
+    """Hover text for a ringed pixel: where, colour before/after, both contributions."""
+    text = f"{kind} (y={int(value_of(record, 'y'))}, x={int(value_of(record, 'x'))})"
+    before, after = value_of(record, "before"), value_of(record, "after")
+    if before is not None and after is not None:
+        text += f"<br>RGB {tuple(before)} -> {tuple(after)}"
+    obscuring, leading = value_of(record, "obscuring"), value_of(record, "leading")
+    if obscuring is not None and leading is not None:
+        text += f"<br>obscuring {float(obscuring):+.3f}, leading {float(leading):+.3f}"
+    return text
+
+
 def maps_grid(maps: Mapping[tuple[str, str], np.ndarray], vmin: float, vmax: float,
-              pixels: Sequence[Any] = ()) -> go.Figure:
+              pixels: Sequence[Any] = (), *, photos: Mapping[str, torch.Tensor] | None = None,
+              opacity: float = 0.6) -> go.Figure:
     """2x2 attribution maps on ONE colour scale (one colour bar, labelled "shared scale").
 
-    The changed pixels are ringed in the colour of their label (obscuring / leading / ...).
+    With ``photos`` ({"clean": image, "adv": image}, each (3, H, W) in [0, 1]) each map is drawn
+    over its photo at ``opacity`` (0 = photo only, 1 = map only), so a student can relate the
+    evidence to the object. The changed pixels are ringed in the colour of their label; hovering
+    one shows its colours before/after and both contributions.
     """
+    if not 0.0 <= opacity <= 1.0:
+        raise ValueError(f"opacity must be in [0, 1], got {opacity}.")
     keys = [("clean", "true"), ("clean", "adv"), ("adv", "true"), ("adv", "adv")]
-    figure = make_subplots(rows=2, cols=2, subplot_titles=[MAP_TITLES[k] for k in keys],
-                           horizontal_spacing=0.04, vertical_spacing=0.08)
+    figure = make_subplots(rows=2, cols=2, subplot_titles=[f"{MAP_TITLES[k]}<br><sup>{MAP_CAPTIONS[k]}</sup>"
+                                                           for k in keys],
+                           horizontal_spacing=0.04, vertical_spacing=0.1)
     for n, key in enumerate(keys):
         row, col = divmod(n, 2)
         plane = np.asarray(maps[key], dtype=np.float32)
+        if photos is not None:
+            figure.add_trace(go.Image(z=to_uint8_hwc(photos[key[0]]), hoverinfo="skip"), row=row + 1, col=col + 1)
         figure.add_trace(go.Heatmap(
             z=plane, zmin=vmin, zmax=vmax, colorscale="Inferno", showscale=n == 0, coloraxis=None,
+            opacity=opacity if photos is not None else 1.0,
             colorbar=dict(title=dict(text="shared scale", side="right")),
             hovertemplate="(y=%{y}, x=%{x}) %{z:.3g}<extra></extra>",
         ), row=row + 1, col=col + 1)
@@ -130,7 +160,7 @@ def maps_grid(maps: Mapping[tuple[str, str], np.ndarray], vmin: float, vmax: flo
                 figure.add_trace(go.Scatter(
                     x=[int(value_of(p, "x")) for p in members], y=[int(value_of(p, "y")) for p in members],
                     mode="markers", name=f"{kind} ({len(members)})", showlegend=n == 0, legendgroup=kind,
-                    hovertemplate=f"{kind} (y=%{{y}}, x=%{{x}})<extra></extra>",
+                    text=[_ring_hover(p, kind) for p in members], hovertemplate="%{text}<extra></extra>",
                     marker=dict(symbol="circle-open", size=12, color=colour, line=dict(width=2))),
                     row=row + 1, col=col + 1)
         height, width = plane.shape
@@ -138,7 +168,7 @@ def maps_grid(maps: Mapping[tuple[str, str], np.ndarray], vmin: float, vmax: flo
         figure.update_yaxes(visible=False, range=[height - 0.5, -0.5], row=row + 1, col=col + 1,
                             scaleanchor=f"x{'' if n == 0 else n + 1}")
     # ~440 px per map: large enough to project and to find a ringed pixel (660 gave ~290 px at 1920x1080)
-    figure.update_layout(height=960, margin=dict(l=0, r=0, t=40, b=0), legend=dict(orientation="h", y=-0.03),
+    figure.update_layout(height=960, margin=dict(l=0, r=0, t=60, b=0), legend=dict(orientation="h", y=-0.03),
                          font=dict(size=15))
     return figure
 

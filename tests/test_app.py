@@ -153,6 +153,8 @@ def test_query_params_restore_and_compare_and_explain():
     assert not at.exception, at.exception
     assert not [w.value for w in at.warning if "unavailable" in w.value]
     assert len(at.get("plotly_chart")) >= 5  # triptych, top-5, maps, kinds, ablation
+    at.slider(key="map_opacity").set_value(0.3).run()  # maps drawn over the photos, opacity from the page
+    assert not at.exception, at.exception
     at.button(key="run_pgd").click().run()
     assert not at.exception, at.exception
     tables = [d.value for d in at.dataframe]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from sparseviz import views
@@ -72,6 +73,25 @@ def test_maps_grid_one_shared_scale():
     assert {(h.zmin, h.zmax) for h in heatmaps} == {(0.0, 2.0)}
     assert sum(bool(h.showscale) for h in heatmaps) == 1
     assert heatmaps[0].colorbar.title.text == "shared scale"
+
+
+def test_maps_grid_draws_each_map_over_its_photo_with_ring_hover():
+    maps = {(a, b): np.full((6, 6), 0.5, dtype=np.float32) for a in ("clean", "adv") for b in ("true", "adv")}
+    clean = torch.zeros(3, 6, 6)
+    adv = clean.clone()
+    adv[:, 1, 2] = 1.0
+    pixels = [{"y": 1, "x": 2, "before": (0, 0, 0), "after": (255, 255, 255), "label": "obscuring",
+               "obscuring": 0.75, "leading": -0.125}]
+    figure = views.maps_grid(maps, 0.0, 1.0, pixels, photos={"clean": clean, "adv": adv}, opacity=0.4)
+    photos = [t for t in figure.data if t.type == "image"]
+    heatmaps = [t for t in figure.data if t.type == "heatmap"]
+    assert len(photos) == 4 and {h.opacity for h in heatmaps} == {0.4}
+    # the adversarial panels show the adversarial photo (the changed pixel is white there only)
+    assert [int(p.z[1][2][0]) for p in photos] == [0, 0, 255, 255]
+    rings = [t for t in figure.data if t.type == "scatter"]
+    assert "obscuring +0.750, leading -0.125" in rings[0].text[0] and "(255, 255, 255)" in rings[0].text[0]
+    with pytest.raises(ValueError, match="opacity"):
+        views.maps_grid(maps, 0.0, 1.0, pixels, photos={"clean": clean, "adv": adv}, opacity=1.5)
 
 
 def test_pixel_views_accept_dicts_and_dataclasses():
