@@ -28,14 +28,14 @@ from typing import Any, cast
 import streamlit as st
 import torch
 
-from app_pool import job_pool, pooled, submit_job
+from app_pool import cached_model, job_pool, pooled, submit_job
 from sparseviz import demo, experiments, jobs, views, warmup
 from sparseviz.attacks import PGDConfig, SparseConfig, pgd, sparse_attack
 from sparseviz.attacks.base import AttackProgress, AttackResult
 from sparseviz.gallery import bundled_images, load_bundled
 from sparseviz.images import ImageLoadError, LoadedImage, load_upload, to_pil, to_tensor
 from sparseviz.models import (
-    DEFAULT_MODEL, MODELS, ImageClassifier, ModelError, load_model, load_user_model, resolve_device, user_model_info,
+    DEFAULT_MODEL, MODELS, ImageClassifier, ModelError, load_user_model, resolve_device, user_model_info,
 )
 from sparseviz.report import attack_report, top_k
 from sparseviz.widgets import option_widget
@@ -63,11 +63,6 @@ class Settings:
 
 
 # --- cached resources (one per process, shared read-only by every session) -----------------
-
-
-@st.cache_resource(show_spinner="Loading model...")
-def cached_model(name: str, device: str) -> ImageClassifier:
-    return load_model(name, device=device)
 
 
 @st.cache_resource(show_spinner="Loading your model file...", max_entries=4)

@@ -15,6 +15,7 @@ import torch
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from sparseviz import jobs
+from sparseviz.models import ImageClassifier, load_model
 
 POLL_SECONDS = 0.25  # how often a waiting page refreshes its queue position / progress bar
 
@@ -48,6 +49,12 @@ def warm_worker() -> None:
     pgd(model, image, label)
     if bool(result.success[0]):
         interpret.explain(model, result, 0)
+
+
+@st.cache_resource(show_spinner="Loading model...")
+def cached_model(name: str, device: str) -> ImageClassifier:
+    """One model per (name, device) for the whole server, shared read-only by every page and session."""
+    return load_model(name, device=device)
 
 
 @st.cache_resource(show_spinner=False)

@@ -14,11 +14,11 @@ from typing import Any, cast
 
 import streamlit as st
 
-from app_pool import pooled
+from app_pool import cached_model, pooled
 from sparseviz import audit_inputs, audit_session, audit_views, demo, jobs
 from sparseviz.attacks import SparseConfig
 from sparseviz.bench import LoadedFolder
-from sparseviz.models import DEFAULT_MODEL, MODELS, ImageClassifier, ModelError, load_model
+from sparseviz.models import DEFAULT_MODEL, MODELS, ImageClassifier, ModelError
 from sparseviz.widgets import option_widget
 
 GALLERY = "bundled gallery"
@@ -116,7 +116,7 @@ def run_ui(model_name: str, config: SparseConfig, start: bool) -> None:
     waiting = st.session_state.get("job")
     if start:
         try:
-            model = load_model(model_name, device="auto")
+            model = cached_model(model_name, "auto")
         except (ModelError, ValueError) as error:
             st.error(one_line(error))
             return
@@ -146,7 +146,7 @@ def run_ui(model_name: str, config: SparseConfig, start: bool) -> None:
 
 def open_in_single_view(kept: dict, row: dict) -> None:
     """Button callback: hand one image and its result to the single-image page and go there."""
-    model = load_model(kept["model"], device="auto")
+    model = cached_model(kept["model"], "auto")
     result = audit_session.reopen(model, kept["originals"][row["image"]], kept["run"], row)
     config: SparseConfig = kept["config"]
     state = {"weight": config.sparsity_weight, "steps": config.steps, "seed": config.seed, "mode": "untargeted",
