@@ -113,12 +113,17 @@ def serve(env: dict[str, str] | None = None, app: str = "app.py", start_timeout:
                     time.sleep(0.25)  # polling for the server to come up, bounded by the deadline
             yield server
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=15)
+            stop_process(process)
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    """Ask a server to exit, and kill it if it has not within 15 s (shared with tests/test_browser.py)."""
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=15)
 
 
 class HealthProbe:
