@@ -83,8 +83,9 @@ def test_eight_sessions_share_the_pool_and_each_get_their_result(server):
         aheads = record.aheads  # a page's place in the queue only moves forward, within the class size
         assert aheads == sorted(aheads, reverse=True) and all(0 <= a < SESSIONS for a in aheads), record.lines
     events = server.events()
-    # with one worker, some attack waited behind another (whether a page's poll caught that line is timing)
-    assert any(e["event"] == "queued" and e["kind"] == "attack" and e["running"] >= 1 for e in events)
+    # Whether an attack had to wait behind another depends on how fast the clicks land on a quiet
+    # machine (it failed once here when every attack finished before the next click): queueing
+    # behind a running job is checked deterministically in tests/test_jobs.py.
     assert load_test.attacks_ran(events) == len(PHOTOS)  # identical requests cost one attack
     queued = [e["job"] for e in events if e["event"] == "queued" and e["kind"] == "attack"]
     ran = [e["job"] for e in events if e["event"] == "started" and e["kind"] == "attack"]
