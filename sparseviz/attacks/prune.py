@@ -25,25 +25,32 @@ def prune_batch(
     required: float,
     spent: Callable[[], bool],
     exact_limit: int = 48,
+    exact_cap: int = 192,
     lengths: int = 8,
+    narrow: int = 2,
     greedy_passes: int = 3,
     window: int = 8,
     stall: float = 0.15,
+    only: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Smaller masks that still fool the model by ``required`` logits (the input where nothing goes).
 
     Large sets (over ``exact_limit`` pixels) lose the longest removable prefix of their
-    first-order order, ``lengths`` prefix lengths checked per call, re-scored each round
-    until a round removes under ``stall`` of the pixels (then exact, up to 4 x exact_limit).
+    first-order order, ``lengths`` prefix lengths checked per call (``narrow`` calls), re-scored
+    each round until a round removes under ``stall`` of the pixels (then exact, if at most
+    ``exact_cap`` are left; a larger set keeps going first-order while rounds remove any).
     Small sets are ordered by exact single reverts; the pixels whose revert alone keeps
     the image adversarial are then removed greedily in that order, ``greedy_passes``
     calls at most (a call checks the next ``window`` prefixes and keeps those before the
-    first failure, exactly what removing them one at a time would keep).
+    first failure, exactly what removing them one at a time would keep). ``only`` (N,) bool
+    limits the work to those images.
     """
     masks = masks.clone()
     device = images.device
     coarse = masks.flatten(1).sum(dim=1) > exact_limit
     live = masks.flatten(1).sum(dim=1) > 1
+    if only is not None:
+        live &= only
     # Large sets: first-order order, then a search over prefix lengths with ``lengths`` sizes per
     # call (two calls narrow it to about k / lengths**2), re-scored after each removal.
     while not spent():
@@ -58,11 +65,13 @@ def prune_batch(
             coords = masks[index].nonzero()
             orders[index] = coords[need[position][coords[:, 0], coords[:, 1]].argsort()]
             bounds[index] = (0, coords.shape[0])  # removing 0 pixels fools, removing all does not
-        for _ in range(2):
+        for _ in range(narrow):
             plans = []
             for index, (good, bad) in bounds.items():
                 if bad - good > 1:
-                    sizes = torch.linspace(good + 1, bad - 1, min(lengths, bad - good - 1)).round().long().unique()
+                    # evenly spaced inside (good, bad): one length is a binary search's midpoint
+                    steps = torch.arange(1, lengths + 1, dtype=torch.float64) / (lengths + 1)
+                    sizes = (good + (bad - good) * steps).round().long().clamp(good + 1, bad - 1).unique()
                     plans.append((index, orders[index], sizes))
             if not plans or spent():
                 break
@@ -71,13 +80,13 @@ def prune_batch(
         for index, (good, _) in bounds.items():
             if good == 0:  # not even the first pixel: the exact stage, unless it is too costly
                 coarse[index] = False
-                live[index] = bool(masks[index].sum() <= 4 * exact_limit)
+                live[index] = bool(masks[index].sum() <= exact_cap)
                 continue
             drop = orders[index][:good]
             masks[index, drop[:, 0], drop[:, 1]] = False
             pixels = int(masks[index].sum())
             # First-order orders stop paying once a round removes little: go exact then.
-            coarse[index] = pixels > exact_limit and good >= stall * (pixels + good)
+            coarse[index] = pixels > exact_limit and (good >= stall * (pixels + good) or pixels > exact_cap)
             live[index] = pixels > 1
     # Small sets: exact single reverts, then greedy removal in that order.
     active = (live & ~coarse).nonzero().squeeze(1)

@@ -21,7 +21,9 @@ Four details make it work in tens of steps:
 - Every step also evaluates the *binary* mask (``a > 0``) on the 8-bit rounded image
   in the same batch, and keeps the sparsest binary solution that fools the model.
 - The kept solution is then pruned (``prune``): pixels whose removal keeps the image
-  adversarial are dropped, in order of least need, each removal checked exactly.
+  adversarial are dropped, in order of least need, each removal checked exactly. Its
+  colours are re-optimised for margin before each prune (``refine_cycles``): the first
+  success is barely past the boundary, and the slack lets pruning remove more.
 - Pruning never moves a pixel, so a gradient-guided swap search (``swap_search``)
   then tries to reach one pixel fewer at a time by trading needed pixels for others.
 
@@ -54,6 +56,7 @@ from .prune import prune_batch
 from .swap_search import shrink_batch
 
 
+_CYCLE_GAIN = 0.15  # a second refine-and-prune cycle only after one that removed this share of the pixels
 _MARGIN_SLACK = 1e-3  # a kept solution must beat the boundary by this much (logits), so
 # float differences between batch sizes can never flip the final 8-bit check.
 
@@ -84,7 +87,10 @@ class SparseConfig(AttackConfig):
     relaxed_view: bool | None = option(None, help="also descend on the soft-gated image (smoother search, 2 images "
                                        "per step); none = only for targeted attacks")
     prune: bool = option(True, help="drop pixels the final solution does not need")
-    refine_steps: int = option(5, low=0, high=10_000, help="Adam steps on the kept pixels' colours before a second prune")
+    refine_steps: int = option(5, low=0, high=10_000,
+                               help="Adam steps on the kept pixels' colours (for margin) before each prune")
+    refine_cycles: int = option(2, low=0, high=100, help="refine-and-prune cycles after the first prune; an image "
+                                "gets a second one only if the last prune removed at least 15% of its pixels")
     swap_rounds: int = option(6, low=0, high=10_000,
                               help="after pruning, swap rounds per attempt at one pixel fewer; 0 = no swaps")
     swap_proposals: int = option(8, low=1, high=10_000, help="candidate swaps checked per round (one forward pass each)")
@@ -361,11 +367,19 @@ def _prune_and_refine(
     """Prune every image's solution, re-optimise its colours and prune again when worthwhile,
     then look for smaller solutions by swapping pixels; all images together."""
     required = config.required_margin
-    masks = prune_batch(checker, images, masks, values, required=required, spent=budget.spent)
+    pixels = masks.flatten(1).sum(dim=1)
     if config.refine_steps and not budget.spent():
-        selected = (masks.flatten(1).sum(dim=1) > 2).nonzero().squeeze(1)
-        values = _refine_colours(checker, images, masks, values, selected, config, budget)
-        masks = prune_batch(checker, images, masks, values, required=required, spent=budget.spent)
+        # The optimisation stops at the first binary success, just past the boundary, where
+        # hardly any pixel can go; re-optimised colours give pruning the slack to remove many.
+        values = _refine_colours(checker, images, masks, values, (pixels > 2).nonzero().squeeze(1), config, budget)
+    masks = prune_batch(checker, images, masks, values, required=required, spent=budget.spent)
+    for cycle in range(config.refine_cycles):
+        before, pixels = pixels, masks.flatten(1).sum(dim=1)
+        chosen = (pixels > 2) & ((pixels <= (1 - _CYCLE_GAIN) * before) | (cycle == 0))
+        if not config.refine_steps or budget.spent() or not chosen.any():
+            break
+        values = _refine_colours(checker, images, masks, values, chosen.nonzero().squeeze(1), config, budget)
+        masks = prune_batch(checker, images, masks, values, required=required, spent=budget.spent, only=chosen)
     swap_calls = config.swap_calls_for(targeted)
     if config.swap_rounds and swap_calls and not budget.spent():
         masks, values = shrink_batch(
