@@ -37,6 +37,7 @@ from sparseviz.images import ImageLoadError, LoadedImage, load_upload, to_pil, t
 from sparseviz.models import (
     DEFAULT_MODEL, MODELS, ImageClassifier, ModelError, load_user_model, resolve_device, user_model_info,
 )
+from sparseviz.proof import VERDICTS
 from sparseviz.report import attack_report, top_k
 from sparseviz.widgets import option_widget
 
@@ -447,7 +448,7 @@ def explanation_ui(model: ImageClassifier, result: AttackResult, key: tuple) -> 
                            "the margin between the two classes")
     columns[1].metric("smallest set that flips", f"{joint.smallest_flipping_set} of {joint.pixels} px",
                       help="the top pixels by contribution, pasted together onto the clean photo")
-    columns[2].metric("split holds on this image", "yes" if explanation.holds else "no", help=explanation.holds_why)
+    columns[2].metric("split holds on this image", VERDICTS[explanation.verdict], help=explanation.holds_why)
     columns[3].metric("maps agree with the causes", "n/a" if explanation.agreement is None
                       else f"{explanation.agreement:+.2f}",
                       help="Spearman rank correlation over the changed pixels between the maps and the measured "
