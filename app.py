@@ -439,7 +439,9 @@ def explanation_ui(model: ImageClassifier, result: AttackResult, key: tuple) -> 
         "Each changed pixel gets two numbers that **add up** over the pixels: its part of the drop of the "
         f"true class's evidence (**obscuring**, '{explanation.true_name}') and its part of the rise of the "
         f"adversarial class's evidence (**leading**, '{explanation.adv_name}'). Evidence is the centred logit "
-        "z - mean(z), which the softmax does not couple."
+        "z - mean(z), which the softmax does not couple. A pixel is labelled by the part that is at least "
+        f"{explanation.config.split.label_ratio:g}x the other, **both** when neither is, **neither** when both "
+        "work against the flip."
     )
     joint = explanation.joint
     columns = st.columns(4)

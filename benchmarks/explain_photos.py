@@ -226,6 +226,7 @@ def map_variants() -> list[tuple[str, str, Any]]:
     return [("gradcam_7", "gradcam", ExplainConfig(gradcam_min_size=7)),
             ("gradcam_14", "gradcam", ExplainConfig(gradcam_min_size=14)),
             ("gradcam_28", "gradcam", ExplainConfig(gradcam_min_size=28)),
+            ("guided_gradcam_14", "guided_gradcam", ExplainConfig(gradcam_min_size=14)),
             ("guided_gradcam_28", "guided_gradcam", ExplainConfig(gradcam_min_size=28)),
             ("saliency", "saliency", ExplainConfig()),
             ("smoothgrad", "smoothgrad", ExplainConfig()),

@@ -260,27 +260,36 @@ def maps_step(args: argparse.Namespace) -> int:
 
 
 def agreement_table(rows: list[dict[str, Any]]) -> str:
-    photos = {r["photo"] for r in rows}
-    lines = [f"# Agreement of attribution maps with the contributions: {len(photos)} photos with >= 3 changed px", "",
+    lines = ["# Agreement of attribution maps with the contributions (photos with >= 3 changed px)", "",
              "Score = mean of two Spearman correlations over the changed pixels: map(clean, true class) vs obscuring "
              "contributions and map(adversarial, adversarial class) vs leading (default split). 1 = same order, "
-             "0 = unrelated.", "",
-             "| maps | images | mean | median | share of images >= 0.3 | obscuring part (mean) | leading part (mean) | "
-             "seconds (median) |", "|---|---|---|---|---|---|---|---|"]
-    for label in dict.fromkeys(r["maps"] for r in rows):
-        rs = [r for r in rows if r["maps"] == label and r["agreement"] is not None]
-        if not rs:
+             "0 = unrelated. +- = standard error of the mean over images. gradcam_N = Grad-CAM on the last stage "
+             "with maps at least N wide (Lite0: 7 = conv_head level, 14 = blocks.4, 28 = blocks.2).", ""]
+    for subset, keep in (("dev set", lambda p: p.startswith("explain-cache-devset/")),
+                         ("skimage crops", lambda p: not p.startswith("explain-cache-devset/"))):
+        part_rows = [r for r in rows if keep(r["photo"])]
+        if not part_rows:
             continue
-        values = [r["agreement"] for r in rs]
+        lines += [f"## {subset}: {len({r['photo'] for r in part_rows})} photos", "",
+                  "| maps | images | mean +- SE | median | share of images >= 0.3 | obscuring part (mean) | "
+                  "leading part (mean) | seconds (median) |", "|---|---|---|---|---|---|---|---|"]
+        for label in dict.fromkeys(r["maps"] for r in part_rows):
+            rs = [r for r in part_rows if r["maps"] == label and r["agreement"] is not None]
+            if len(rs) < 2:
+                continue
+            values = [r["agreement"] for r in rs]
 
-        def part(key: str, rs: list[dict[str, Any]] = rs) -> str:
-            known = [r[key] for r in rs if r.get(key) is not None]
-            return f"{statistics.fmean(known):.2f}" if known else "-"
+            def part(key: str, rs: list[dict[str, Any]] = rs) -> str:
+                known = [r[key] for r in rs if r.get(key) is not None]
+                return f"{statistics.fmean(known):.2f}" if known else "-"
 
-        lines.append(f"| {label} | {len(rs)} | {statistics.fmean(values):.2f} | {statistics.median(values):.2f} | "
-                     f"{sum(v >= 0.3 for v in values) / len(values):.0%} | {part('agreement_obscuring')} | "
-                     f"{part('agreement_leading')} | {statistics.median(r['seconds'] for r in rs):.1f} |")
-    return "\n".join(lines) + "\n"
+            se = statistics.stdev(values) / len(values) ** 0.5
+            lines.append(f"| {label} | {len(rs)} | {statistics.fmean(values):.2f} +- {se:.2f} | "
+                         f"{statistics.median(values):.2f} | {sum(v >= 0.3 for v in values) / len(values):.0%} | "
+                         f"{part('agreement_obscuring')} | {part('agreement_leading')} | "
+                         f"{statistics.median(r['seconds'] for r in rs):.1f} |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def main() -> int:

@@ -59,8 +59,9 @@ class ExplainConfig:
     ig_batch_size: int = 16  # images per IG forward/backward: bounds memory whatever ig_steps is
     smoothgrad_samples: int = 8  # noisy copies averaged by the SmoothGrad map
     smoothgrad_stdev: float = 0.1  # SmoothGrad noise std in [0, 1] image units
-    gradcam_min_size: int = 28  # Grad-CAM on the last stage with maps at least this wide: 28 (blocks.2 on Lite0)
-    # agreed best with the contributions (Spearman 0.20 vs -0.02 at 14, 0.07 at 7; 3 photos, weak evidence)
+    gradcam_min_size: int = 14  # Grad-CAM on the last stage with maps at least this wide: 14 (blocks.4 on Lite0)
+    # agreed best with the contributions on 28 dev-set photos (mean Spearman 0.12 vs 0.02 at 28, 0.07 at 7; 14 - 28 =
+    # +0.15 +- 0.05 paired; all low: benchmarks/results/explain_agreement_cpu.md)
     top_k: int = 5  # classes listed before/after
     strict_guided: bool = False  # True: refuse Guided Grad-CAM when guided backprop would be incomplete
     seed: int = 0  # seeds SmoothGrad noise (local generator)
