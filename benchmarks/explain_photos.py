@@ -268,8 +268,13 @@ def summary(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
          f"({sum(r['holds'] for r in rs) / len(rs):.0%})")
     line("holds, images with >= 2 px", lambda rs: (lambda m: f"{sum(r['holds'] for r in m)}/{len(m)} "
          f"({sum(r['holds'] for r in m) / max(len(m), 1):.0%})")([r for r in rs if r["pixels"] >= 2]))
-    line("inseparable (tie, e.g. 1 px, or one pixel over half of both effects)",
+    for subset, prefix in (("dev set", "explain-cache-devset/"), ("skimage crops", "explain-cache/")):
+        line(f"holds, {subset} only", lambda rs, p=prefix: (lambda m: f"{sum(r['holds'] for r in m)}/{len(m)}")(
+            [r for r in rs if r["photo"].startswith(p)]))
+    line("inseparable: no two groups of its pixels pass (all subsets measured, <= 6 px)",
          lambda rs: f"{sum(r.get('verdict') == 'inseparable' for r in rs)}/{len(rs)}")
+    line("holds, images not inseparable", lambda rs: (lambda m: f"{sum(r['holds'] for r in m)}/{len(m)} "
+         f"({sum(r['holds'] for r in m) / max(len(m), 1):.0%})")([r for r in rs if r.get("verdict") != "inseparable"]))
     for group in ("obscuring", "leading", "all"):
         line(f"mean true-evidence drop, {group} group", mean(f"{group}_drop"))
         line(f"mean adv-evidence rise, {group} group", mean(f"{group}_rise"))
