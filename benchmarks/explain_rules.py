@@ -175,6 +175,13 @@ def rules_step(args: argparse.Namespace) -> int:
     return 0
 
 
+def by_subset(rows: list[dict[str, Any]], dev: str, crops: str) -> list[tuple[str, list[dict[str, Any]]]]:
+    """(title, rows) for the dev-set photos and for the rest (the skimage crops), leaving out an empty one."""
+    parts = [(dev, [r for r in rows if r["photo"].startswith("explain-cache-devset/")]),
+             (crops, [r for r in rows if not r["photo"].startswith("explain-cache-devset/")])]
+    return [(title, part) for title, part in parts if part]
+
+
 def rules_table(rows: list[dict[str, Any]]) -> str:
     """One line per (rule, split): shares, pass rates, mean drop/rise per group; dev set and crops apart."""
     from sparseviz.contributions import KINDS
@@ -185,13 +192,8 @@ def rules_table(rows: list[dict[str, Any]]) -> str:
              "one-pixel attack) does NOT hold. 'inseparable' = no two groups of the image's pixels pass the test at "
              "all (every pair of the 2^k subsets measured, images with <= 6 px): no labelling could make it hold. "
              "Drop/rise: centred-logit evidence, mean over images, obscuring group / leading group.", ""]
-    for subset, keep in (("dev set (the rule is chosen here)", lambda p: p.startswith("explain-cache-devset/")),
-                         ("skimage crops (held out)", lambda p: not p.startswith("explain-cache-devset/"))):
-        part = [r for r in rows if keep(r["photo"])]
-        if not part:
-            continue
-        photos = {r["photo"] for r in part}
-        lines += [f"## {subset}: {len(photos)} photos", "",
+    for subset, part in by_subset(rows, "dev set (the rule is chosen here)", "skimage crops (held out)"):
+        lines += [f"## {subset}: {len({r['photo'] for r in part})} photos", "",
                   "| rule | split | images | obsc / lead / both / **neither** | **holds (all)** | holds, >= 2 px | "
                   "inseparable | holds, separable | drop O / L | rise O / L |", "|---|---|---|---|---|---|---|---|---|---|"]
         for rule, _ in RULES:
@@ -265,11 +267,7 @@ def agreement_table(rows: list[dict[str, Any]]) -> str:
              "contributions and map(adversarial, adversarial class) vs leading (default split). 1 = same order, "
              "0 = unrelated. +- = standard error of the mean over images. gradcam_N = Grad-CAM on the last stage "
              "with maps at least N wide (Lite0: 7 = conv_head level, 14 = blocks.4, 28 = blocks.2).", ""]
-    for subset, keep in (("dev set", lambda p: p.startswith("explain-cache-devset/")),
-                         ("skimage crops", lambda p: not p.startswith("explain-cache-devset/"))):
-        part_rows = [r for r in rows if keep(r["photo"])]
-        if not part_rows:
-            continue
+    for subset, part_rows in by_subset(rows, "dev set", "skimage crops"):
         lines += [f"## {subset}: {len({r['photo'] for r in part_rows})} photos", "",
                   "| maps | images | mean +- SE | median | share of images >= 0.3 | obscuring part (mean) | "
                   "leading part (mean) | seconds (median) |", "|---|---|---|---|---|---|---|---|"]
