@@ -37,6 +37,7 @@ from sparseviz.images import ImageLoadError, LoadedImage, load_upload, to_pil, t
 from sparseviz.models import (
     DEFAULT_MODEL, MODELS, ImageClassifier, ModelError, load_user_model, resolve_device, user_model_info,
 )
+from sparseviz.proof import VERDICTS
 from sparseviz.report import attack_report, top_k
 from sparseviz.widgets import option_widget
 
@@ -438,7 +439,9 @@ def explanation_ui(model: ImageClassifier, result: AttackResult, key: tuple) -> 
         "Each changed pixel gets two numbers that **add up** over the pixels: its part of the drop of the "
         f"true class's evidence (**obscuring**, '{explanation.true_name}') and its part of the rise of the "
         f"adversarial class's evidence (**leading**, '{explanation.adv_name}'). Evidence is the centred logit "
-        "z - mean(z), which the softmax does not couple."
+        "z - mean(z), which the softmax does not couple. A pixel is labelled by the part that is at least "
+        f"{explanation.config.split.label_ratio:g}x the other, **both** when neither is, **neither** when both "
+        "work against the flip."
     )
     joint = explanation.joint
     columns = st.columns(4)
@@ -447,7 +450,7 @@ def explanation_ui(model: ImageClassifier, result: AttackResult, key: tuple) -> 
                            "the margin between the two classes")
     columns[1].metric("smallest set that flips", f"{joint.smallest_flipping_set} of {joint.pixels} px",
                       help="the top pixels by contribution, pasted together onto the clean photo")
-    columns[2].metric("split holds on this image", "yes" if explanation.holds else "no", help=explanation.holds_why)
+    columns[2].metric("split holds on this image", VERDICTS[explanation.verdict], help=explanation.holds_why)
     columns[3].metric("maps agree with the causes", "n/a" if explanation.agreement is None
                       else f"{explanation.agreement:+.2f}",
                       help="Spearman rank correlation over the changed pixels between the maps and the measured "

@@ -139,7 +139,7 @@ def explain_step(args: argparse.Namespace) -> int:
             row: dict[str, Any] = {
                 "photo": name, "split": split_method, "split_method": e.split_method, "pixels": len(e.pixels),
                 "true": e.true_name, "adv": e.adv_name, **{k: e.counts[k] for k in KINDS},
-                "holds": int(e.holds), "total_drop": e.total_drop, "total_rise": e.total_rise,
+                "holds": int(e.holds), "verdict": e.verdict, "total_drop": e.total_drop, "total_rise": e.total_rise,
                 "completeness_error": e.completeness_error, "relative_error": e.completeness_error / max(margin, 1e-9),
                 "best_single_share": e.joint.best_single_share, "alone_flips": e.joint.alone_flips,
                 "smallest_flipping_set": e.joint.smallest_flipping_set, "seconds": e.split_seconds,
@@ -156,7 +156,7 @@ def explain_step(args: argparse.Namespace) -> int:
                 clean, adv = result.originals[0], result.adversarials[0]
                 y, a = int(result.labels[0]), int(result.adv_labels[0])
                 contributions = split_fn(model, clean, adv, y, a, config=config.split)
-                for label, method, map_config in _map_variants():
+                for label, method, map_config in map_variants():
                     t0 = time.perf_counter()
                     maps, _ = attribution_maps(model, clean, adv, y, a, method, map_config)
                     score, _ = agreement_score(maps[("clean", "true")][contributions.ys, contributions.xs],
@@ -220,12 +220,14 @@ def summarize_step(args: argparse.Namespace) -> int:
     return 0
 
 
-def _map_variants() -> list[tuple[str, str, Any]]:
+def map_variants() -> list[tuple[str, str, Any]]:
     from sparseviz.interpret import ExplainConfig
 
     return [("gradcam_7", "gradcam", ExplainConfig(gradcam_min_size=7)),
             ("gradcam_14", "gradcam", ExplainConfig(gradcam_min_size=14)),
             ("gradcam_28", "gradcam", ExplainConfig(gradcam_min_size=28)),
+            ("guided_gradcam_14", "guided_gradcam", ExplainConfig(gradcam_min_size=14)),
+            ("guided_gradcam_28", "guided_gradcam", ExplainConfig(gradcam_min_size=28)),
             ("saliency", "saliency", ExplainConfig()),
             ("smoothgrad", "smoothgrad", ExplainConfig()),
             ("integrated_gradients", "integrated_gradients", ExplainConfig())]
@@ -264,8 +266,15 @@ def summary(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
         line(f"share '{kind}'", lambda rs, k=kind: f"{sum(r[k] for r in rs) / sum(r['pixels'] for r in rs):.1%}")
     line("**ablation holds (images)**", lambda rs: f"{sum(r['holds'] for r in rs)}/{len(rs)} "
          f"({sum(r['holds'] for r in rs) / len(rs):.0%})")
-    line("holds, images with >= 2 px", lambda rs: (lambda m: f"{sum(r['holds'] for r in m)}/{len(m)}")(
-        [r for r in rs if r["pixels"] >= 2]))
+    line("holds, images with >= 2 px", lambda rs: (lambda m: f"{sum(r['holds'] for r in m)}/{len(m)} "
+         f"({sum(r['holds'] for r in m) / max(len(m), 1):.0%})")([r for r in rs if r["pixels"] >= 2]))
+    for subset, prefix in (("dev set", "explain-cache-devset/"), ("skimage crops", "explain-cache/")):
+        line(f"holds, {subset} only", lambda rs, p=prefix: (lambda m: f"{sum(r['holds'] for r in m)}/{len(m)}")(
+            [r for r in rs if r["photo"].startswith(p)]))
+    line("inseparable: no two groups of its pixels pass (all subsets measured, <= 6 px)",
+         lambda rs: f"{sum(r.get('verdict') == 'inseparable' for r in rs)}/{len(rs)}")
+    line("holds, images not inseparable", lambda rs: (lambda m: f"{sum(r['holds'] for r in m)}/{len(m)} "
+         f"({sum(r['holds'] for r in m) / max(len(m), 1):.0%})")([r for r in rs if r.get("verdict") != "inseparable"]))
     for group in ("obscuring", "leading", "all"):
         line(f"mean true-evidence drop, {group} group", mean(f"{group}_drop"))
         line(f"mean adv-evidence rise, {group} group", mean(f"{group}_rise"))

@@ -1,9 +1,10 @@
-"""Seconds per explanation (split + proof, no maps), default `auto` vs IG side by side in one run.
+"""Seconds and model evaluations per explanation (split + proof, no maps), default `auto` vs IG side by side.
 
     python benchmarks/explain_timing.py --cache bench-out/explain-cache-devset --max-pixels 40
 
 Reads the attacks cached by ``explain_photos.py attack``; one torch thread. Prints one line per
-photo, the median/max per method and the median batch-1 forward time (the machine's speed then).
+photo, the median/max seconds and model evaluations (images through the model: machine-independent)
+per method, and the median batch-1 forward time (the machine's speed then).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def main() -> int:
 
     model = load_model("efficientnet_lite0", device="cpu")
     seconds: dict[str, list[float]] = {"auto": [], "integrated_gradients": []}
+    evaluations: dict[str, list[int]] = {method: [] for method in seconds}
     forwards = []
     for folder in sorted(p for p in args.cache.iterdir() if (p / "meta.json").exists()):
         meta = json.loads((folder / "meta.json").read_text())
@@ -45,12 +47,15 @@ def main() -> int:
             model(clean)
             forwards.append(time.perf_counter() - t0)
         for method, values in seconds.items():
-            values.append(explain_pixels(model, result, config=ExplainConfig(split=SplitConfig(method=method)))
-                          .split_seconds)
-        print(folder.name, meta["pixels"], {m: round(v[-1], 2) for m, v in seconds.items()},
+            e = explain_pixels(model, result, config=ExplainConfig(split=SplitConfig(method=method)))
+            values.append(e.split_seconds)
+            evaluations[method].append(e.split_evaluations)
+        print(folder.name, meta["pixels"], {m: (round(v[-1], 2), evaluations[m][-1]) for m, v in seconds.items()},
               f"forward {1000 * forwards[-1]:.0f} ms", flush=True)
     for method, values in seconds.items():
-        print(f"{method}: {len(values)} photos, median {statistics.median(values):.2f} s, max {max(values):.2f} s")
+        counts = evaluations[method]
+        print(f"{method}: {len(values)} photos, median {statistics.median(values):.2f} s, max {max(values):.2f} s; "
+              f"model evaluations median {statistics.median(counts):.0f}, max {max(counts)}")
     print(f"batch-1 forward median {1000 * statistics.median(forwards):.0f} ms")
     return 0
 

@@ -14,6 +14,7 @@ from PIL import Image, ImageColor, ImageDraw, ImageFont
 
 from .attacks.base import AttackResult, to_uint8
 from .interpret import MAP_KEYS, Explanation
+from .proof import VERDICTS
 from .views import KIND_COLOURS as KIND_HEX
 
 KIND_COLOURS = {kind: ImageColor.getrgb(colour)[:3] for kind, colour in KIND_HEX.items()}  # the app's colours, as RGB
@@ -120,7 +121,7 @@ def ablation_figure(explanation: Explanation, width: int = 560) -> Image.Image:
     _signed_bars(draw, [(f"{r.group} [{r.pixels} px]", [
         (r.true_drop, (40, 110, 230), f"{r.true_drop:.2f} (p={r.true_prob:.2f})"),
         (r.adv_rise, (230, 50, 50), f"{r.adv_rise:.2f} (p={r.adv_prob:.2f})")]) for r in rows], 30, width)
-    verdict = "holds" if explanation.holds else "does NOT hold"
+    verdict = VERDICTS[explanation.verdict]
     draw.text((8, height - 22), f"the obscuring/leading split {verdict} on this image"[:92], fill="black", font=_FONT)
     return canvas
 

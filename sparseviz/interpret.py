@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from .attacks.base import AttackResult, to_uint8
-from .contributions import KINDS, Contributions, PixelGame, Progress, SplitConfig, split
+from .contributions import KINDS, Contributions, PixelGame, Progress, SplitConfig, label_rule, split
 from .hygiene import EvalMode, hooks_on, model_lock
 from .models import ImageClassifier
 from .proof import Ablation, GroupRow, JointAction, prove, sentence
@@ -59,8 +59,9 @@ class ExplainConfig:
     ig_batch_size: int = 16  # images per IG forward/backward: bounds memory whatever ig_steps is
     smoothgrad_samples: int = 8  # noisy copies averaged by the SmoothGrad map
     smoothgrad_stdev: float = 0.1  # SmoothGrad noise std in [0, 1] image units
-    gradcam_min_size: int = 28  # Grad-CAM on the last stage with maps at least this wide: 28 (blocks.2 on Lite0)
-    # agreed best with the contributions (Spearman 0.20 vs -0.02 at 14, 0.07 at 7; 3 photos, weak evidence)
+    gradcam_min_size: int = 14  # Grad-CAM on the last stage with maps at least this wide: 14 (blocks.4 on Lite0)
+    # agreed best with the contributions on 28 dev-set photos (mean Spearman 0.12 vs 0.02 at 28, 0.07 at 7; 14 - 28 =
+    # +0.15 +- 0.05 paired; all low: benchmarks/results/explain_agreement_cpu.md)
     top_k: int = 5  # classes listed before/after
     strict_guided: bool = False  # True: refuse Guided Grad-CAM when guided backprop would be incomplete
     seed: int = 0  # seeds SmoothGrad noise (local generator)
@@ -113,6 +114,7 @@ class Explanation:
     ablation: tuple[GroupRow, ...]
     holds: bool  # the per-image ablation test (see sparseviz.proof)
     holds_why: str
+    verdict: str  # "holds", "fails" or "inseparable" (see sparseviz.proof)
     joint: JointAction
     sentence: str
     total_drop: float  # true-class evidence drop of the whole attack (centred logits)
@@ -148,18 +150,17 @@ class Explanation:
                 "evidence": "centred logit z_c - mean(z)",
                 "contributions": "obscuring = part of the true class's evidence drop, leading = part of the "
                                  "adversarial class's evidence rise; each sums to its total (completeness)",
-                "label": f"shares = contribution / its total; neither iff both shares <= 0; obscuring iff leading "
-                         f"share <= 0 or obscuring share >= {s.share_ratio} x leading share; leading likewise; "
-                         f"else both",
+                "label": label_rule(s),
                 "holds": "obscuring(+both) group lowers true-class evidence more than the leading(+both) group, "
-                         "and the leading group raises adversarial evidence more than the obscuring group",
+                         "and the leading group raises adversarial evidence more than the obscuring group; a tie "
+                         "does not hold; verdict 'inseparable': no two groups of these pixels pass (<= 6 px)",
                 "agreement": "mean Spearman correlation over changed pixels: map(clean, true) vs obscuring, "
                              "map(adv, adv) vs leading",
             },
             "sentence": self.sentence,
             "pixels": [p.as_dict() for p in self.pixels],
             "ablation": [dict(row.__dict__) for row in self.ablation],
-            "holds": self.holds, "holds_why": self.holds_why,
+            "holds": self.holds, "holds_why": self.holds_why, "verdict": self.verdict,
             "joint": {k: (v.tolist() if isinstance(v, np.ndarray) else list(v) if isinstance(v, tuple) else v)
                       for k, v in self.joint.__dict__.items()},
             "total_drop": self.total_drop, "total_rise": self.total_rise,
@@ -353,7 +354,7 @@ def _explain(model: ImageClassifier, result: AttackResult, index: int, method: s
     maps: dict[tuple[str, str], np.ndarray] = {}
     with model_lock(model), EvalMode(model):
         contributions = split(model, clean, adv, y, a, config=config.split, progress=progress)
-        labels = contributions.labels(config.split.share_ratio, config.split.floor)
+        labels = contributions.labels(config.split.label_ratio, config.split.floor, config.split.label_scale)
         game = PixelGame(model, clean, adv, torch.from_numpy(contributions.ys), torch.from_numpy(contributions.xs),
                          (y, a), config.split.batch_size)
         ablation, joint = prove(game, contributions, labels, target=target)
@@ -392,7 +393,7 @@ def _explain(model: ImageClassifier, result: AttackResult, index: int, method: s
         index=index, model_name=result.model_name, method=method or "none", split_method=contributions.method,
         split_note=contributions.note, true_label=y, adv_label=a, true_name=names[y] if names else None,
         adv_name=names[a] if names else None, maps=maps, vmin=0.0, vmax=vmax, pixels=records,
-        ablation=ablation.rows, holds=ablation.holds, holds_why=ablation.why, joint=joint,
+        ablation=ablation.rows, holds=ablation.holds, holds_why=ablation.why, verdict=ablation.verdict, joint=joint,
         sentence=sentence(contributions, labels, joint, true_name, adv_name, (int(clean.shape[-2]), int(clean.shape[-1]))),
         total_drop=contributions.total_drop, total_rise=contributions.total_rise,
         completeness_error=contributions.completeness_error,

@@ -6,8 +6,11 @@
   **holds on this image** when the obscuring group lowers the true class's evidence more
   than the leading group does **and** the leading group raises the adversarial class's
   evidence more than the obscuring group does. When the two groups are the same pixels
-  (every pixel "both", e.g. a one-pixel attack that does both), the split claims no
-  difference and the comparisons are ties: that counts as holding and is reported so.
+  (every pixel "both", e.g. a one-pixel attack that does both), the comparisons are ties:
+  they do **not** count as holding. A failing image with at most 6 changed pixels is checked
+  further: if no two groups of its pixels at all pass the test (every pair of the 2^k subsets
+  measured; e.g. a one-pixel attack whose pixel does both, or one pixel with most of both
+  effects), its ``verdict`` is "inseparable" and it says so; it still counts as not holding.
 * Joint action: each pixel pasted alone onto the clean image, as a share of the whole
   attack's margin change ``(e_a - e_y)(adv) - (e_a - e_y)(clean)``; how many pixels flip
   the model alone; and the smallest set of top-contributing pixels (ranked by
@@ -22,6 +25,10 @@ import numpy as np
 import torch
 
 from .contributions import Contributions, PixelGame
+
+
+SEPARABLE_MAX_PIXELS = 6  # check every pair of groups up to 2^6 = 64 extra forwards (only on a failing image)
+VERDICTS = {"holds": "holds", "fails": "does not hold", "inseparable": "cannot separate the two effects"}  # in words
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,7 @@ class Ablation:
     rows: tuple[GroupRow, ...]
     holds: bool
     why: str  # the two comparisons in words (and which one failed)
+    verdict: str = "holds"  # "holds", "fails", or "inseparable" (no two groups of these pixels pass; <= 6 px)
 
     def row(self, group: str) -> GroupRow:
         for row in self.rows:
@@ -73,11 +81,11 @@ def _rows(names: list[str], sizes: list[int], logits: torch.Tensor, y: int, a: i
 
 
 def holds_test(obscuring: GroupRow, leading: GroupRow, same_pixels: bool = False) -> tuple[bool, str]:
-    """The per-image test of the module docstring, with the reason in words."""
+    """The per-image test of the module docstring, with the reason in words (ties do not hold)."""
     if same_pixels:
-        return True, (f"every pixel does both: the two groups are the same {obscuring.pixels} pixel(s), so the split "
-                      f"claims no difference (true-class evidence -{obscuring.true_drop:.2f}, adversarial "
-                      f"+{obscuring.adv_rise:.2f})")
+        return False, (f"every pixel does both, so the two groups are the same {_count(obscuring.pixels)} "
+                       f"(true-class evidence -{obscuring.true_drop:.2f}, adversarial +{obscuring.adv_rise:.2f}) "
+                       f"and the test is a tie")
     first = obscuring.true_drop > leading.true_drop
     second = leading.adv_rise > obscuring.adv_rise
     parts = [f"obscuring group lowers true-class evidence by {obscuring.true_drop:.2f} vs {leading.true_drop:.2f} "
@@ -85,6 +93,62 @@ def holds_test(obscuring: GroupRow, leading: GroupRow, same_pixels: bool = False
              f"leading group raises adversarial evidence by {leading.adv_rise:.2f} vs {obscuring.adv_rise:.2f} "
              f"for the obscuring group ({'ok' if second else 'FAILS'})"]
     return first and second, "; ".join(parts)
+
+
+def group_masks(labels: list[str]) -> torch.Tensor:
+    """(4, k) pixel weights of the groups clean, obscuring(+both), leading(+both), all."""
+    obscuring = torch.tensor([lab in ("obscuring", "both") for lab in labels], dtype=torch.float32)
+    leading = torch.tensor([lab in ("leading", "both") for lab in labels], dtype=torch.float32)
+    return torch.stack([torch.zeros(len(labels)), obscuring, leading, torch.ones(len(labels))])
+
+
+def dominant_pixel(contributions: Contributions) -> str | None:
+    """A pixel with over half of both effects, in words; None if there is none."""
+    o, l_ = contributions.shares()
+    both = np.nonzero((o > 0.5) & (l_ > 0.5))[0]
+    if not both.size:
+        return None
+    i = int(both[0])
+    return (f"pixel ({contributions.ys[i]}, {contributions.xs[i]}) carries {o[i]:.0%} of the drop and {l_[i]:.0%} of "
+            f"the rise, so whichever group holds it tends to win both comparisons")
+
+
+def separable(game: PixelGame) -> bool | None:
+    """Whether ANY two groups of the changed pixels pass the test: all 2^k subsets pasted onto the clean image.
+
+    Only up to ``SEPARABLE_MAX_PIXELS`` (None above). This never chooses labels: it only tells a
+    failing image whose pixels cannot be split into two such groups at all (e.g. one pixel that
+    does both) from one where the labels are at fault.
+    """
+    k = game.k
+    if k > SEPARABLE_MAX_PIXELS:
+        return None
+    codes = torch.arange(2 ** k)
+    z = game.logits(((codes[:, None] >> torch.arange(k)) & 1).float())
+    evidence = (z - z.mean(dim=1, keepdim=True))[:, game.classes.cpu()]
+    drop, rise = -evidence[:, 0], evidence[:, 1]
+    # S obscures more than T and T leads more than S, for some pair of subsets (S, T)
+    return bool(((drop[:, None] > drop[None, :]) & (rise[None, :] > rise[:, None])).any())
+
+
+def group_ablation(logits: torch.Tensor, groups: torch.Tensor, contributions: Contributions, y: int, a: int,
+                   can_separate: bool | None = None) -> Ablation:
+    """The test of the module docstring from the logits of the four :func:`group_masks` images.
+
+    ``can_separate`` (from :func:`separable`) False makes a failure "inseparable": no two groups pass.
+    """
+    sizes = [int(g.sum()) for g in groups]
+    rows = _rows(["clean", "obscuring", "leading", "all"], sizes, logits, y, a)
+    holds, why = holds_test(rows[1], rows[2], bool(torch.equal(groups[1], groups[2])))
+    verdict = "holds" if holds else "fails"
+    if not holds and can_separate is False:
+        verdict = "inseparable"
+        why += (f"; no two groups of these {_count(contributions.k)} pass the test (all {2 ** contributions.k} "
+                f"subsets measured): the effects cannot be separated on this image")
+    dominant = None if holds else dominant_pixel(contributions)
+    if dominant and contributions.k > 1:
+        why += f"; {dominant}"
+    return Ablation(rows=rows, holds=holds, why=why, verdict=verdict)
 
 
 def _flips(logits: torch.Tensor, y: int, target: int | None) -> torch.Tensor:
@@ -126,14 +190,12 @@ def prove(game: PixelGame, contributions: Contributions, labels: list[str], *, t
     """Group ablation and joint action for one image, in batched forward passes."""
     k = contributions.k
     y, a = (int(c) for c in game.classes.cpu())
-    obscuring = torch.tensor([lab in ("obscuring", "both") for lab in labels], dtype=torch.float32)
-    leading = torch.tensor([lab in ("leading", "both") for lab in labels], dtype=torch.float32)
-    groups = torch.stack([torch.zeros(k), obscuring, leading, torch.ones(k)])
+    groups = group_masks(labels)
     singles = torch.eye(k)
     logits = game.logits(torch.cat([groups, singles]))
-    rows = _rows(["clean", "obscuring", "leading", "all"], [0, int(obscuring.sum()), int(leading.sum()), k],
-                 logits[:4], y, a)
-    holds, why = holds_test(rows[1], rows[2], bool(torch.equal(obscuring, leading)))
+    ablation = group_ablation(logits[:4], groups, contributions, y, a)
+    if not ablation.holds:
+        ablation = group_ablation(logits[:4], groups, contributions, y, a, separable(game))
 
     margin = logits[:, a] - logits[:, y]
     whole = max(float(margin[3] - margin[0]), 1e-9)
@@ -146,7 +208,7 @@ def prove(game: PixelGame, contributions: Contributions, labels: list[str], *, t
         best_single=(int(contributions.ys[best]), int(contributions.xs[best])),
         singles_sum_share=float(shares.sum()), alone_flips=int(_flips(logits[4:], y, target).sum()),
         smallest_flipping_set=smallest, pixels=k)
-    return Ablation(rows=rows, holds=holds, why=why), joint
+    return ablation, joint
 
 
 def _where(ys: np.ndarray, xs: np.ndarray, height: int, width: int) -> str:

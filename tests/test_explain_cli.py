@@ -9,6 +9,7 @@ import pytest
 
 from sparseviz.cli import main
 from sparseviz.gallery import bundled_images
+from sparseviz.proof import VERDICTS
 
 
 @pytest.mark.slow
@@ -27,4 +28,5 @@ def test_explain_writes_json_csv_and_figures(tmp_path, real_model, capsys) -> No
     for name in ("maps.png", "pixels.png", "ablation.png", "contributions.png"):
         assert (out / name).stat().st_size > 1000
     printed = capsys.readouterr().out
-    assert data["sentence"] in printed and ("holds" in printed)
+    assert data["sentence"] in printed and f"split {VERDICTS[data['verdict']]} on this image" in printed
+    assert data["holds"] == (data["verdict"] == "holds")

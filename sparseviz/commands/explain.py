@@ -15,6 +15,7 @@ from typing import Any
 
 from ..contributions import SPLIT_METHODS, SplitConfig
 from ..interpret import METHODS, ExplainConfig, Explanation
+from ..proof import VERDICTS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -100,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     agreement = "n/a" if explanation.agreement is None else f"{explanation.agreement:.2f}"
     print(f"{explanation.true_name} -> {explanation.adv_name} with {len(explanation.pixels)} px: "
           f"{c['obscuring']} obscuring, {c['leading']} leading, {c['both']} both, {c['neither']} neither; "
-          f"split {'holds' if explanation.holds else 'does not hold'} on this image; "
+          f"split {VERDICTS[explanation.verdict]} on this image; "
           f"{args.method} maps agree {agreement} (Spearman)")
     print(explanation.sentence)
     print(f"wrote {args.out / 'explanation.json'}, {', '.join(p.name for p in tables + figures)}")
