@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import os
 import statistics
@@ -58,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rows = list(csv.DictReader(open(args.photos / "manifest.csv")))
     by_band = {band: [r for r in rows if r["band"] == band] for band in ("high", "mid", "low")}
-    order = [r for group in zip(*by_band.values()) for r in group][: args.limit]
+    # interleave the bands (high, mid, low, high, ...) until every photo is used
+    order = [r for group in itertools.zip_longest(*by_band.values()) for r in group if r is not None][: args.limit]
     ratios, lines = [], []
     print("photo | band | base px / s | new px / s | time new/base | invocations base -> new")
     for row in order:

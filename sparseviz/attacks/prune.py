@@ -38,7 +38,8 @@ def prune_batch(
     Large sets (over ``exact_limit`` pixels) lose the longest removable prefix of their
     first-order order, ``lengths`` prefix lengths checked per call (``narrow`` calls), re-scored
     each round until a round removes under ``stall`` of the pixels (then exact, if at most
-    ``exact_cap`` are left; a larger set keeps going first-order while rounds remove any).
+    ``exact_cap`` are left; a larger set keeps going first-order until a round removes none,
+    then its ``exact_cap`` least needed pixels, first order, get the exact checks).
     Small sets are ordered by exact single reverts; the pixels whose revert alone keeps
     the image adversarial are then removed greedily in that order, ``greedy_passes``
     calls at most (a call checks the next ``window`` prefixes and keeps those before the
@@ -51,6 +52,7 @@ def prune_batch(
     live = masks.flatten(1).sum(dim=1) > 1
     if only is not None:
         live &= only
+    shortlist: dict[int, torch.Tensor] = {}  # pixels the exact stage checks, where not all
     # Large sets: first-order order, then a search over prefix lengths with ``lengths`` sizes per
     # call (two calls narrow it to about k / lengths**2), re-scored after each removal.
     while not spent():
@@ -78,9 +80,9 @@ def prune_batch(
             for index, (good, bad) in _longest_removable(checker, images, masks, values, plans, required).items():
                 bounds[index] = (max(good, bounds[index][0]), min(bad, bounds[index][1]))
         for index, (good, _) in bounds.items():
-            if good == 0:  # not even the first pixel: the exact stage, unless it is too costly
+            if good == 0:  # not even the first pixel: exact checks of the (at most exact_cap) least needed
                 coarse[index] = False
-                live[index] = bool(masks[index].sum() <= exact_cap)
+                shortlist[index] = orders[index][:exact_cap]
                 continue
             drop = orders[index][:good]
             masks[index, drop[:, 0], drop[:, 1]] = False
@@ -94,7 +96,7 @@ def prune_batch(
         return masks
     rows, owners, coords_of = [], [], {}
     for index in active.tolist():
-        coords = masks[index].nonzero()
+        coords = shortlist.get(index, masks[index].nonzero())
         adversarial = torch.where(masks[index], values[index], images[index])
         batch = adversarial.expand(coords.shape[0], -1, -1, -1).clone()
         batch[torch.arange(coords.shape[0]), :, coords[:, 0], coords[:, 1]] = images[index][:, coords[:, 0], coords[:, 1]].T
