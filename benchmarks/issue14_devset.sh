@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 base="$1"
 out="${2:-bench-out/i14}"
 py="${PYTHON:-python}"
-"$py" benchmarks/devset.py --out bench-out/devset
+[ -f bench-out/devset/manifest.csv ] || "$py" benchmarks/devset.py --out bench-out/devset
 mkdir -p "$out"
 bench() { PYTHONPATH="$1" "$py" -c 'import sys; from sparseviz.cli import main; sys.exit(main(sys.argv[1:]))' bench \
   --model efficientnet_lite0 --threads 1 --device cpu --quiet --images bench-out/devset "${@:2}"; }
