@@ -165,8 +165,9 @@ class ImageClassifier(nn.Module):
         if normalized.device.type == "cpu" and normalized.dim() == 4:
             # Channels-last input on the CPU: measured on the 2-core CPU (EfficientNet-Lite0, one
             # thread) 20 ms per image instead of 37 at batch 1, 19 instead of 28 at batch 4, the
-            # same logits up to float rounding. Not on CUDA: there an H200 ran the attack several
-            # times slower (cuDNN picks kernels per new batch shape), with no gain per forward.
+            # same logits up to float rounding. Not on CUDA: an H200 gained nothing per forward
+            # (5 ms either way) and, with channels-last weights and input, ran the attack at an
+            # erratic 0.4-15 s per image (median 3.6 s against ~1.3 s without; cause not isolated).
             normalized = normalized.contiguous(memory_format=torch.channels_last)
         return self.network(normalized)
 

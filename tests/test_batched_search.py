@@ -126,3 +126,40 @@ def test_invocations_are_counted_and_much_fewer_than_model_calls(tiny_model, tin
     assert again.model_invocations == result.model_invocations > 0  # deterministic
     assert result.model_invocations <= len(forwards)  # a chunked call counts once
     assert result.model_invocations * 2 < int(result.model_calls[0])  # rounds check many variants at once
+
+
+def test_pruning_only_the_chosen_images_leaves_the_others_untouched_and_uncharged(tiny_model, one_torch_thread) -> None:
+    images = random_images(3, seed=7)
+    labels, masks, adversarials = unpruned_solutions(tiny_model, images)
+    calls = torch.zeros(3, dtype=torch.long)
+    only = torch.tensor([False, True, False])
+    pruned = prune_batch(Checker(tiny_model, labels, None, calls), images, masks, adversarials, required=1e-3,
+                         spent=lambda: False, only=only)
+    assert torch.equal(pruned[~only], masks[~only]) and calls[~only].sum() == 0
+    assert int(pruned[1].sum()) < int(masks[1].sum()) and calls[1] > 0
+
+
+def test_a_large_set_that_first_order_cannot_shrink_still_gets_exact_checks(tiny_model, one_torch_thread) -> None:
+    # exact_limit=1 keeps every set in the first-order stage; with one prefix length per call the
+    # rounds soon find nothing removable, and then the exact_cap least-needed pixels are checked
+    # one by one instead of the set being left as it is.
+    images = random_images(4, seed=3)
+    labels, masks, adversarials = unpruned_solutions(tiny_model, images)
+    kwargs = dict(required=1e-3, spent=lambda: False, exact_limit=1, lengths=1, narrow=1)
+    capped = prune_batch(Checker(tiny_model, labels, None, torch.zeros(4, dtype=torch.long)), images, masks,
+                         adversarials, exact_cap=4, **kwargs)
+    none = prune_batch(Checker(tiny_model, labels, None, torch.zeros(4, dtype=torch.long)), images, masks,
+                       adversarials, exact_cap=0, **kwargs)
+    for index in range(4):
+        assert fools(tiny_model, torch.where(capped[index], adversarials[index], images[index]), labels[index])
+    assert capped.flatten(1).sum(1).sum() < none.flatten(1).sum(1).sum()
+
+
+def test_refine_and_prune_cycles_never_cost_pixels_in_total(tiny_model, one_torch_thread) -> None:
+    images = random_images(6, seed=11)
+    labels = clean_labels(tiny_model, images)
+    without = sparse_attack(tiny_model, images, labels, config=dataclasses.replace(FAST, refine_cycles=0, swap_calls=0))
+    with_cycles = sparse_attack(tiny_model, images, labels, config=dataclasses.replace(FAST, swap_calls=0))
+    assert with_cycles.success.all() and without.success.all()
+    assert int(with_cycles.l0_pixels.sum()) <= int(without.l0_pixels.sum())
+    assert int(with_cycles.model_calls.sum()) > int(without.model_calls.sum())  # the cycles ran

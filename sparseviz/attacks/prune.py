@@ -97,17 +97,21 @@ def prune_batch(
     rows, owners, coords_of = [], [], {}
     for index in active.tolist():
         coords = shortlist.get(index, masks[index].nonzero())
+        if coords.shape[0] == 0:
+            continue
         adversarial = torch.where(masks[index], values[index], images[index])
         batch = adversarial.expand(coords.shape[0], -1, -1, -1).clone()
         batch[torch.arange(coords.shape[0]), :, coords[:, 0], coords[:, 1]] = images[index][:, coords[:, 0], coords[:, 1]].T
         rows.append(batch)
         owners += [index] * coords.shape[0]
         coords_of[index] = coords
+    if not rows:
+        return masks
     margins, fooled = checker.margins(torch.cat(rows), torch.tensor(owners, device=device))
     removable = fooled & (margins < -required)
     owner_tensor = torch.tensor(owners, device=device)
     queues = {}
-    for index in active.tolist():
+    for index in coords_of:
         rows_of = (owner_tensor == index).nonzero().squeeze(1)
         keep = rows_of[removable[rows_of]]
         keep = keep[margins[keep].argsort()]
