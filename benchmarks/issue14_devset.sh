@@ -11,13 +11,15 @@
 #      back-to-back A/B of the default attack, new vs baseline, photo by photo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-base="$1"
-out="${2:-bench-out/i14}"
+base="$(realpath "$1")"
+out="$(realpath -m "${2:-bench-out/i14}")"
 py="${PYTHON:-python}"
 [ -f bench-out/devset/manifest.csv ] || "$py" benchmarks/devset.py --out bench-out/devset
 mkdir -p "$out"
-bench() { PYTHONPATH="$1" "$py" -c 'import sys; from sparseviz.cli import main; sys.exit(main(sys.argv[1:]))' bench \
-  --model efficientnet_lite0 --threads 1 --device cpu --quiet --images bench-out/devset "${@:2}"; }
+here="$PWD"
+# Run from inside the tree: `python -c` puts the working directory ahead of PYTHONPATH on sys.path.
+bench() { (cd "$1" && PYTHONPATH="$1" "$py" -c 'import sys; from sparseviz.cli import main; sys.exit(main(sys.argv[1:]))' \
+  bench --model efficientnet_lite0 --threads 1 --device cpu --quiet --images "$here/bench-out/devset" "${@:2}"); }
 bench "$PWD" --attacks sparse,greedy,sparse_rs,pgd0,sparsefool --out "$out/all" > "$out/all.log" 2>&1 &
 {
   bench "$PWD" --attacks sparse --targeted --out "$out/targeted"
