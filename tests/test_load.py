@@ -30,8 +30,9 @@ PEAK_RSS_MIB = 4608  # measured 3.5 GiB: ~0.9 GiB server + one explanation's ~2.
 # with one worker only one explanation runs at a time, so the bound does not grow with the sessions
 # The server must keep answering while the pool attacks: a frozen server (a job holding the GIL, the
 # post-run GC pause this pool once had) shows up as health answers of many seconds. The worst answer
-# was 0.1-1.2 s with the attack of 701987f and 1.5-2.0 s with the refine-and-prune cycles of the
-# current attack (8 Chromium pages and the pool on 2 cores; cause not isolated), hence 3 s.
+# was 0.1-1.2 s with the attack of 701987f and 1.5-2.0 s with the current one (8 Chromium pages and
+# the pool on 2 cores; 1.52 s with channels-last input turned off, so not that; cause not isolated),
+# hence 3 s.
 HEALTH_SECONDS = 3.0
 TIMEOUT_S = 150.0
 
