@@ -34,27 +34,33 @@ def main() -> int:
     parser.add_argument("cache", type=Path, nargs="?", help="cache: where to write")
     parser.add_argument("--bands", default="high,mid,low")
     parser.add_argument("--set", action="append", default=[], metavar="OPTION=JSON")
+    parser.add_argument("--targeted", action="store_true", help="cache: attack a seeded random class (bench's choice)")
+    parser.add_argument("--limit", type=int, default=None, help="cache: only the first N photos of each band")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
     import sparseviz.attacks.sparse as sparse
     from sparseviz.attacks import sparse_attack
     from sparseviz.attacks.checks import Checker
+    from sparseviz.bench import choose_target
     from sparseviz.images import load_image, to_tensor
     from sparseviz.models import _INVOCATIONS, count_invocations, load_model
 
     model = load_model("efficientnet_lite0", device="cpu")
     if args.mode == "cache":
         args.cache.mkdir(parents=True, exist_ok=True)
-        for row in csv.DictReader(open(args.source / "manifest.csv")):
+        taken: dict[str, int] = {}
+        for index, row in enumerate(csv.DictReader(open(args.source / "manifest.csv"))):
+            taken[row["band"]] = taken.get(row["band"], 0) + 1
             out = args.cache / f"{row['file']}.pt"
-            if out.exists():
+            if out.exists() or (args.limit is not None and taken[row["band"]] > args.limit):
                 continue
             image = model.preprocess(to_tensor(load_image(args.source / row["file"]).image))[None]
             label = model.predict_proba(image).argmax(1)
-            result = sparse_attack(model, image, label, prune=False)
-            torch.save({"image": image, "label": label, "mask": result.pixel_mask, "values": result.adversarials,
-                        "band": row["band"], "calls": int(result.model_calls[0]),
+            target = torch.tensor([choose_target(int(label), model.num_classes, 0, index)]) if args.targeted else None
+            result = sparse_attack(model, image, label, targets=target, prune=False)
+            torch.save({"image": image, "label": label, "target": target, "mask": result.pixel_mask,
+                        "values": result.adversarials, "band": row["band"], "calls": int(result.model_calls[0]),
                         "invocations": int(result.model_invocations)}, out)
             print(row["file"], row["band"], int(result.pixel_mask.sum()), flush=True)
         return 0
@@ -89,15 +95,17 @@ def main() -> int:
         if cached["band"] not in bands:
             continue
         calls, stages[:] = torch.zeros(1, dtype=torch.long), []
+        target = cached.get("target")
         start = time.perf_counter()
         with count_invocations() as invocations:
             masks, values = sparse._prune_and_refine(
-                Checker(model, cached["label"], None, calls), cached["image"], cached["mask"], cached["values"],
-                config, Budget(), False,  # type: ignore[arg-type]
+                Checker(model, cached["label"], target, calls), cached["image"], cached["mask"], cached["values"],
+                config, Budget(), target is not None,  # type: ignore[arg-type]
             )
         seconds = time.perf_counter() - start
         adversarial = torch.where(masks[:, None], values, cached["image"])
-        fooled = bool(model.predict_proba(adversarial).argmax(1) != cached["label"])
+        predicted = model.predict_proba(adversarial).argmax(1)
+        fooled = bool(predicted != cached["label"]) if target is None else bool(predicted == target)
         row = (cached["band"], int(masks.sum()), fooled, int(calls) + cached["calls"],
                invocations.value + cached["invocations"])
         rows.append(row)

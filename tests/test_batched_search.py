@@ -163,3 +163,26 @@ def test_refine_and_prune_cycles_never_cost_pixels_in_total(tiny_model, one_torc
     assert with_cycles.success.all() and without.success.all()
     assert int(with_cycles.l0_pixels.sum()) <= int(without.l0_pixels.sum())
     assert int(with_cycles.model_calls.sum()) > int(without.model_calls.sum())  # the cycles ran
+
+
+def test_colour_refinement_gives_large_sets_twice_the_steps(tiny_model, one_torch_thread) -> None:
+    # Sets over 48 pixels need the most slack from their first-order prune, so they keep
+    # refining after the small ones stop; each step is charged for a soft and an 8-bit image.
+    from sparseviz.attacks.sparse import _refine_colours
+
+    images = random_images(2, seed=5)
+    labels = clean_labels(tiny_model, images)
+    masks = torch.zeros(2, 32, 32, dtype=torch.bool)
+    masks[0].view(-1)[:60] = True
+    masks[1].view(-1)[:10] = True
+    calls = torch.zeros(2, dtype=torch.long)
+
+    class Unlimited:
+        def spent(self) -> bool:
+            return False
+
+    config = dataclasses.replace(FAST, refine_steps=3)
+    values = _refine_colours(Checker(tiny_model, labels, None, calls), images, masks, torch.rand(2, 3, 32, 32),
+                             torch.arange(2), config, Unlimited())  # type: ignore[arg-type]
+    assert calls.tolist() == [2 * 2 * 3, 2 * 3]
+    assert values.shape == images.shape

@@ -56,7 +56,8 @@ from .prune import prune_batch
 from .swap_search import shrink_batch
 
 
-_CYCLE_GAIN = 0.15  # a second refine-and-prune cycle only after one that removed this share of the pixels
+_CYCLE_GAIN = 0.15  # another refine-and-prune cycle only after one that removed this share of the pixels
+_LARGE_SET = 48  # pixels: a set this large gets twice the colour refinement before a prune
 _MARGIN_SLACK = 1e-3  # a kept solution must beat the boundary by this much (logits), so
 # float differences between batch sizes can never flip the final 8-bit check.
 
@@ -89,8 +90,8 @@ class SparseConfig(AttackConfig):
     prune: bool = option(True, help="drop pixels the final solution does not need")
     refine_steps: int = option(5, low=0, high=10_000,
                                help="Adam steps on the kept pixels' colours (for margin) before each prune")
-    refine_cycles: int = option(2, low=0, high=100, help="refine-and-prune cycles after the first prune; an image "
-                                "gets a second one only if the last prune removed at least 15% of its pixels")
+    refine_cycles: int = option(4, low=0, high=100, help="refine-and-prune cycles after the first prune; an image "
+                                "gets another only if the last prune removed at least 15% of its pixels (2 or more)")
     swap_rounds: int = option(6, low=0, high=10_000,
                               help="after pruning, swap rounds per attempt at one pixel fewer; 0 = no swaps")
     swap_proposals: int = option(8, low=1, high=10_000, help="candidate swaps checked per round (one forward pass each)")
@@ -327,35 +328,38 @@ def _refine_colours(
     """Re-optimise the kept pixels' colours for margin, so that the next prune can drop more.
 
     All ``selected`` images step together (one network call per step, soft and 8-bit
-    images in one batch). Returns colours that still fool the model (the input colours
-    where no step did).
+    images in one batch): ``refine_steps`` steps, twice that for sets over ``_LARGE_SET``
+    pixels, whose first-order prune needs the slack most. Returns colours that still
+    fool the model (the input colours where no step did).
     """
     values = values.clone()
     if selected.numel() == 0:
         return values
     x, mask = images[selected], masks[selected, None]
+    large = mask.flatten(1).sum(dim=1) > _LARGE_SET
     colour_logits = _to_logit(values[selected], eps=0.01).clone().requires_grad_(True)
     optimizer = torch.optim.Adam([colour_logits], lr=config.value_lr)
     best = torch.full((selected.numel(),), float("inf"), device=images.device)
-    owners = torch.cat([selected, selected])
-    labels = checker.labels[owners]
-    targets = None if checker.targets is None else checker.targets[owners]
-    for _ in range(config.refine_steps):
-        if budget.spent():
+    everyone = torch.arange(selected.numel(), device=images.device)
+    for step in range(2 * config.refine_steps):
+        rows = everyone if step < config.refine_steps else everyone[large]
+        if budget.spent() or rows.numel() == 0:
             break
-        colours = torch.sigmoid(colour_logits)
-        adversarial = torch.where(mask, colours, x)
+        owners = selected[rows]
+        labels = checker.labels[owners]
+        targets = None if checker.targets is None else checker.targets[owners]
+        colours = torch.sigmoid(colour_logits[rows])
+        adversarial = torch.where(mask[rows], colours, x[rows])
         logits = checker.model(torch.cat([adversarial, quantize(adversarial.detach())]))
-        checker.charge(owners)
-        margins = margin(logits, labels, targets)
+        checker.charge(torch.cat([owners, owners]))
+        soft, hard = logits[: rows.numel()], logits[rows.numel() :]
         with torch.no_grad():
-            hard = margins[selected.numel() :]
-            fooled = is_adversarial(logits[selected.numel() :], labels[: selected.numel()], None if targets is None else targets[: selected.numel()])
-            better = fooled & (hard < best) & (hard < -config.required_margin)
-            best = torch.where(better, hard, best)
-            values[selected[better]] = quantize(colours.detach()[better])
+            hard_margin = margin(hard, labels, targets)
+            better = is_adversarial(hard, labels, targets) & (hard_margin < best[rows]) & (hard_margin < -config.required_margin)
+            best[rows[better]] = hard_margin[better]
+            values[owners[better]] = quantize(colours.detach()[better])
         optimizer.zero_grad()
-        margins[: selected.numel()].sum().backward()
+        margin(soft, labels, targets).sum().backward()
         optimizer.step()
     return values
 
@@ -375,7 +379,9 @@ def _prune_and_refine(
     masks = prune_batch(checker, images, masks, values, required=required, spent=budget.spent)
     for cycle in range(config.refine_cycles):
         before, pixels = pixels, masks.flatten(1).sum(dim=1)
-        chosen = (pixels > 2) & ((pixels <= (1 - _CYCLE_GAIN) * before) | (cycle == 0))
+        # Another cycle only after one that paid: a share of the pixels, and more than one.
+        paid = (pixels <= (1 - _CYCLE_GAIN) * before) & (before - pixels >= 2)
+        chosen = (pixels > 2) & (paid | (cycle == 0))
         if not config.refine_steps or budget.spent() or not chosen.any():
             break
         values = _refine_colours(checker, images, masks, values, chosen.nonzero().squeeze(1), config, budget)
