@@ -186,3 +186,18 @@ def test_colour_refinement_gives_large_sets_twice_the_steps(tiny_model, one_torc
                              torch.arange(2), config, Unlimited())  # type: ignore[arg-type]
     assert calls.tolist() == [2 * 2 * 3, 2 * 3]
     assert values.shape == images.shape
+
+
+def test_targeted_runs_settle_after_the_annealing_and_untargeted_ones_do_not(tiny_model, one_torch_thread) -> None:
+    # A targeted run is still shrinking when the annealing ends: by default it may go on for
+    # settle_steps more at the final temperature (patience permitting); untargeted runs stop.
+    images = random_images(1, seed=7)
+    labels = clean_labels(tiny_model, images)
+    targets = (labels + 1) % 10
+    totals: dict[str, set[int]] = {"targeted": set(), "untargeted": set()}
+    config = dataclasses.replace(FAST, steps=5, prune=False)
+    for kind, chosen in (("targeted", targets), ("untargeted", None)):
+        sparse_attack(tiny_model, images, labels, targets=chosen, config=config,
+                      progress=lambda info, kind=kind: totals[kind].add(info.total_steps))
+    assert totals == {"targeted": {5 + 200}, "untargeted": {5}}
+    assert config.settle_steps_for(True) == 200 and dataclasses.replace(config, settle_steps=3).settle_steps_for(True) == 3

@@ -52,7 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     config = options.from_arguments(SparseConfig, args)
     model, image, label, target = load_photo(args)
-    bar = tqdm(total=config.steps, desc="sparse attack", unit="step", disable=args.quiet)
+    total = config.steps + config.settle_steps_for(target is not None)
+    bar = tqdm(total=total, desc="sparse attack", unit="step", disable=args.quiet)
 
     def on_progress(info: AttackProgress) -> None:
         best = int(info.best_pixels[0])
