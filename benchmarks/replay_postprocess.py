@@ -7,6 +7,8 @@ Pruning variants cost seconds per photo to compare this way instead of a whole a
     # per variant: post-process every cached photo, print pixels, calls, invocations per stage
     python benchmarks/replay_postprocess.py run bench-out/optcache --bands high,mid
     python benchmarks/replay_postprocess.py run bench-out/optcache --set refine_cycles=0 --set prune.exact_cap=96
+    # targeted (bench's seeded random class), 4 photos per band
+    python benchmarks/replay_postprocess.py cache bench-out/devset bench-out/optcache-t --targeted --limit 4
 
 ``--set`` takes ``SparseConfig`` options, or ``prune.NAME`` for ``prune_batch``'s keyword arguments.
 Calls and invocations include the cached optimisation's; one torch thread; seconds are the
