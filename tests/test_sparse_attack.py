@@ -117,6 +117,12 @@ def test_relaxed_view_and_patience_follow_the_attack_kind(tiny_model, tiny_image
     assert torch.equal(forced.model_calls, targeted.model_calls)
     assert (SparseConfig().patience_for(False), SparseConfig().patience_for(True)) == (4, 16)
     assert SparseConfig(patience=3).patience_for(True) == 3
+    # Targeted runs end their annealing warmer (gates that can still close during the settle steps).
+    assert (SparseConfig().temperature_end_for(False), SparseConfig().temperature_end_for(True)) == (0.1, 0.2)
+    assert SparseConfig(temperature_end=0.05).temperature_end_for(True) == 0.05
+    assert SparseConfig(temperature_start=0.15).temperature_end_for(True) == 0.15
+    with pytest.raises(ValueError, match="temperature_end"):
+        SparseConfig(temperature_start=0.5, temperature_end=0.8)
 
 
 def test_already_misclassified_image_is_left_alone(tiny_model, tiny_images) -> None:

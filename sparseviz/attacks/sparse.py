@@ -75,8 +75,9 @@ class SparseConfig(AttackConfig):
                           help="stop pushing the margin once it is this far past the boundary (logits)")
     initial_pixels: int = option(400, low=1, high=10_000_000, help="gates initially open: the top first-order pixels")
     temperature_start: float = option(1.0, low=1e-3, high=100.0, help="gate softness at step 0")
-    temperature_end: float = option(0.1, low=1e-3, high=100.0,
-                                    help="gate softness at the last step (close to binary); at most temperature_start")
+    temperature_end: float | None = option(None, low=1e-3, high=100.0,
+                                           help="gate softness at the end of the annealing (close to binary); at most "
+                                           "temperature_start; none = 0.1 untargeted, 0.2 targeted")
     lambda_start: float = option(0.4, low=0.0, high=100.0,
                                  help="lambda at step 0, as a fraction of the median open pixel's payoff")
     lambda_up: float = option(1.5, low=1.0, high=100.0, help="per-step factor on lambda while the binary mask fools the model")
@@ -104,7 +105,22 @@ class SparseConfig(AttackConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_range("temperature_end", self.temperature_end, 1e-3, self.temperature_start)
+        if self.temperature_end is not None:
+            check_range("temperature_end", self.temperature_end, 1e-3, self.temperature_start)
+
+    def temperature_end_for(self, targeted: bool) -> float:
+        """Gate softness at the end of the annealing, for this kind of attack.
+
+        Measured on 12 development-set photos (4 per band), targeted with the settle steps:
+        0.2 instead of 0.1 took the median from 172.5 to 156.5 pixels (fewer on 8 photos,
+        more on 4; 0.3: 177.5) for about 25% more time. A colder gate barely moves once it
+        is far from zero (its gradient is sigmoid'(a / T) / T), so a long targeted run
+        stalls with gates that can no longer close. Untargeted runs stop long before.
+        The value never exceeds ``temperature_start``.
+        """
+        if self.temperature_end is not None:
+            return self.temperature_end
+        return min(0.2 if targeted else 0.1, self.temperature_start)
 
     def patience_for(self, targeted: bool) -> int:
         """Patience for this kind of attack.
@@ -262,12 +278,13 @@ def _optimize(
     patience = config.patience_for(targets is not None)
     relaxed_view = config.relaxed_view_for(targets is not None)
     total_steps = config.steps + config.settle_steps_for(targets is not None)
+    temperature_end = config.temperature_end_for(targets is not None)
 
     for step in range(total_steps):
         if done.all() or budget.spent():
             break
         active = (~done).nonzero().squeeze(1)
-        temperature = config.temperature_start * (config.temperature_end / config.temperature_start) ** (
+        temperature = config.temperature_start * (temperature_end / config.temperature_start) ** (
             min(step, config.steps - 1) / max(1, config.steps - 1)
         )
         x = images[active]
