@@ -14,7 +14,7 @@ where ``margin`` is negative exactly when the model is fooled (see ``base.margin
 and ``sum(m)`` is the relaxed pixel count; ``lambda = sparsity_weight x`` a per-image
 scale (adapted up while the binary mask fools the model, down while it does not).
 
-Four details make it work in tens of steps:
+These details make it work in tens of steps (untargeted) to a few hundred (targeted):
 - A zero perturbation gives the gate no adversarial gradient, so ``v`` starts from
   the corners a signed gradient step points to, and the gate logits start from each
   pixel's first-order payoff (how much setting it to ``v`` lowers the margin).
@@ -26,6 +26,9 @@ Four details make it work in tens of steps:
   success is barely past the boundary, and the slack lets pruning remove more.
 - Pruning never moves a pixel, so a gradient-guided swap search (``swap_search``)
   then tries to reach one pixel fewer at a time by trading needed pixels for others.
+- A targeted run (hundreds of pixels) is still shrinking when the annealing ends, so it
+  goes on at the final temperature (``settle_steps``), which for it is a warmer 0.2: a
+  cold gate far from zero can no longer close.
 
 Pruning, colour refinement and the swap search run for all images of a call together,
 each of their rounds one network call however many variants it checks (``checks``), so
@@ -57,7 +60,7 @@ from .swap_search import shrink_batch
 
 
 _CYCLE_GAIN = 0.15  # another refine-and-prune cycle only after one that removed this share of the pixels
-_LARGE_SET = 48  # pixels: a set this large gets twice the colour refinement before a prune
+_LARGE_SET = 48  # a set of more pixels than this gets twice the colour refinement before a prune
 _MARGIN_SLACK = 1e-3  # a kept solution must beat the boundary by this much (logits), so
 # float differences between batch sizes can never flip the final 8-bit check.
 
