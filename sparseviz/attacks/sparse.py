@@ -152,6 +152,10 @@ class SparseConfig(AttackConfig):
             return self.settle_steps
         return 200 if targeted else 0
 
+    def total_steps_for(self, targeted: bool) -> int:
+        """At most this many optimisation steps: the annealed ones, then the settle steps."""
+        return self.steps + self.settle_steps_for(targeted)
+
     def relaxed_view_for(self, targeted: bool) -> bool:
         """Whether to descend on the soft-gated image too, for this kind of attack.
 
@@ -280,7 +284,7 @@ def _optimize(
     since_best = torch.zeros(count, dtype=torch.long, device=device)
     patience = config.patience_for(targets is not None)
     relaxed_view = config.relaxed_view_for(targets is not None)
-    total_steps = config.steps + config.settle_steps_for(targets is not None)
+    total_steps = config.total_steps_for(targets is not None)
     temperature_end = config.temperature_end_for(targets is not None)
 
     for step in range(total_steps):

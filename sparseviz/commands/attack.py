@@ -52,8 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     config = options.from_arguments(SparseConfig, args)
     model, image, label, target = load_photo(args)
-    total = config.steps + config.settle_steps_for(target is not None)
-    bar = tqdm(total=total, desc="sparse attack", unit="step", disable=args.quiet)
+    bar = tqdm(total=config.total_steps_for(target is not None), desc="sparse attack", unit="step", disable=args.quiet)
 
     def on_progress(info: AttackProgress) -> None:
         best = int(info.best_pixels[0])
