@@ -188,6 +188,34 @@ def test_colour_refinement_gives_large_sets_twice_the_steps(tiny_model, one_torc
     assert values.shape == images.shape
 
 
+def test_only_sets_over_eight_pixels_get_colour_refinement(tiny_model, one_torch_thread, monkeypatch) -> None:
+    # Exact pruning and the swap search handle small sets; refining them only spends calls.
+    import sparseviz.attacks.sparse as sparse
+
+    images = random_images(2, seed=5)
+    labels = clean_labels(tiny_model, images)
+    masks = torch.zeros(2, 32, 32, dtype=torch.bool)
+    masks[0].view(-1)[:8] = True
+    masks[1].view(-1)[:9] = True
+    refined: list[list[int]] = []
+    real = sparse._refine_colours
+
+    def spy(checker, images, masks, values, selected, *args):  # type: ignore[no-untyped-def]
+        refined.append(selected.tolist())
+        return real(checker, images, masks, values, selected, *args)
+
+    class Unlimited:
+        def spent(self) -> bool:
+            return False
+
+    monkeypatch.setattr(sparse, "_refine_colours", spy)
+    calls = torch.zeros(2, dtype=torch.long)
+    config = dataclasses.replace(FAST, refine_steps=2, refine_cycles=0, swap_calls=0, prune=True)
+    sparse._prune_and_refine(Checker(tiny_model, labels, None, calls), images, masks, torch.rand(2, 3, 32, 32),
+                             config, Unlimited(), False)  # type: ignore[arg-type]
+    assert refined == [[1]]
+
+
 def test_targeted_runs_settle_after_the_annealing_and_untargeted_ones_do_not(tiny_model, one_torch_thread) -> None:
     # A targeted run is still shrinking when the annealing ends: by default it may go on for
     # settle_steps more at the final temperature (patience permitting); untargeted runs stop.

@@ -61,6 +61,10 @@ from .swap_search import shrink_batch
 
 _CYCLE_GAIN = 0.15  # another refine-and-prune cycle only after one that removed this share of the pixels
 _LARGE_SET = 48  # a set of more pixels than this gets twice the colour refinement before a prune
+# Sets of at most this many pixels skip colour refinement: exact pruning and the swap search
+# handle them. On the 41 development photos: invocations median 62 -> 58 (low band 50.5 -> 45),
+# post-processing 0.3 s faster, final pixels unchanged on 38 photos (one fewer, two +1).
+_REFINE_MIN = 8
 _MARGIN_SLACK = 1e-3  # a kept solution must beat the boundary by this much (logits), so
 # float differences between batch sizes can never flip the final 8-bit check.
 
@@ -417,13 +421,15 @@ def _prune_and_refine(
     if config.refine_steps and not budget.spent():
         # The optimisation stops at the first binary success, just past the boundary, where
         # hardly any pixel can go; re-optimised colours give pruning the slack to remove many.
-        values = _refine_colours(checker, images, masks, values, (pixels > 2).nonzero().squeeze(1), config, budget)
+        values = _refine_colours(
+            checker, images, masks, values, (pixels > _REFINE_MIN).nonzero().squeeze(1), config, budget
+        )
     masks = prune_batch(checker, images, masks, values, required=required, spent=budget.spent)
     for cycle in range(config.refine_cycles):
         before, pixels = pixels, masks.flatten(1).sum(dim=1)
         # Another cycle only after one that paid: a share of the pixels, and more than one.
         paid = (pixels <= (1 - _CYCLE_GAIN) * before) & (before - pixels >= 2)
-        chosen = (pixels > 2) & (paid | (cycle == 0))
+        chosen = (pixels > _REFINE_MIN) & (paid | (cycle == 0))
         if not config.refine_steps or budget.spent() or not chosen.any():
             break
         values = _refine_colours(checker, images, masks, values, chosen.nonzero().squeeze(1), config, budget)
