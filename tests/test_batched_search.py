@@ -188,15 +188,18 @@ def test_colour_refinement_gives_large_sets_twice_the_steps(tiny_model, one_torc
     assert values.shape == images.shape
 
 
-def test_only_sets_over_eight_pixels_get_colour_refinement(tiny_model, one_torch_thread, monkeypatch) -> None:
-    # Exact pruning and the swap search handle small sets; refining them only spends calls.
+def test_colour_refinement_skips_small_sets_and_waits_for_a_prune_on_medium_ones(
+    tiny_model, one_torch_thread, monkeypatch
+) -> None:
+    # Exact pruning and the swap search handle sets of up to 8 pixels; sets up to 150 are
+    # pruned once before their first refinement (a plain prune removes most of their pixels).
     import sparseviz.attacks.sparse as sparse
 
-    images = random_images(2, seed=5)
+    images = random_images(3, seed=5)
     labels = clean_labels(tiny_model, images)
-    masks = torch.zeros(2, 32, 32, dtype=torch.bool)
-    masks[0].view(-1)[:8] = True
-    masks[1].view(-1)[:9] = True
+    masks = torch.zeros(3, 32, 32, dtype=torch.bool)
+    for index, size in enumerate((8, 9, 151)):
+        masks[index].view(-1)[:size] = True
     refined: list[list[int]] = []
     real = sparse._refine_colours
 
@@ -209,11 +212,13 @@ def test_only_sets_over_eight_pixels_get_colour_refinement(tiny_model, one_torch
             return False
 
     monkeypatch.setattr(sparse, "_refine_colours", spy)
-    calls = torch.zeros(2, dtype=torch.long)
-    config = dataclasses.replace(FAST, refine_steps=2, refine_cycles=0, swap_calls=0, prune=True)
-    sparse._prune_and_refine(Checker(tiny_model, labels, None, calls), images, masks, torch.rand(2, 3, 32, 32),
+    monkeypatch.setattr(sparse, "prune_batch", lambda checker, images, masks, *args, **kwargs: masks.clone())
+    calls = torch.zeros(3, dtype=torch.long)
+    config = dataclasses.replace(FAST, refine_steps=2, swap_calls=0)
+    sparse._prune_and_refine(Checker(tiny_model, labels, None, calls), images, masks, torch.rand(3, 3, 32, 32),
                              config, Unlimited(), False)  # type: ignore[arg-type]
-    assert refined == [[1]]
+    # Before the first prune, then the first cycle; no second cycle: that prune removed nothing.
+    assert refined == [[2], [1, 2]]
 
 
 def test_targeted_runs_prune_in_more_cheaper_cycles(tiny_model, one_torch_thread, monkeypatch) -> None:
