@@ -7,13 +7,22 @@ import dataclasses
 import torch
 
 from conftest import clean_labels
-from sparseviz.attacks.base import is_adversarial
 from sparseviz.attacks.checks import Checker
 from sparseviz.attacks.prune import prune_batch
 from sparseviz.attacks.sparse import SparseConfig, sparse_attack
 from sparseviz.models import ImageClassifier
 
 FAST = SparseConfig(steps=15, patience=10, swap_calls=60)
+
+
+class _Unlimited:
+    """A budget that is never spent, for calling the post-processing stages directly."""
+
+    def spent(self) -> bool:
+        return False
+
+
+NEVER_SPENT = _Unlimited()
 
 
 def random_images(count: int, seed: int = 3) -> torch.Tensor:
@@ -177,13 +186,9 @@ def test_colour_refinement_gives_large_sets_twice_the_steps(tiny_model, one_torc
     masks[1].view(-1)[:10] = True
     calls = torch.zeros(2, dtype=torch.long)
 
-    class Unlimited:
-        def spent(self) -> bool:
-            return False
-
     config = dataclasses.replace(FAST, refine_steps=3)
     values = _refine_colours(Checker(tiny_model, labels, None, calls), images, masks, torch.rand(2, 3, 32, 32),
-                             torch.arange(2), config, Unlimited())  # type: ignore[arg-type]
+                             torch.arange(2), config, NEVER_SPENT)  # type: ignore[arg-type]
     assert calls.tolist() == [2 * 2 * 3, 2 * 3]
     assert values.shape == images.shape
 
@@ -207,16 +212,12 @@ def test_colour_refinement_skips_small_sets_and_waits_for_a_prune_on_medium_ones
         refined.append(selected.tolist())
         return real(checker, images, masks, values, selected, *args)
 
-    class Unlimited:
-        def spent(self) -> bool:
-            return False
-
     monkeypatch.setattr(sparse, "_refine_colours", spy)
     monkeypatch.setattr(sparse, "prune_batch", lambda checker, images, masks, *args, **kwargs: masks.clone())
     calls = torch.zeros(3, dtype=torch.long)
     config = dataclasses.replace(FAST, refine_steps=2, swap_calls=0)
     sparse._prune_and_refine(Checker(tiny_model, labels, None, calls), images, masks, torch.rand(3, 3, 32, 32),
-                             config, Unlimited(), False)  # type: ignore[arg-type]
+                             config, NEVER_SPENT, False)  # type: ignore[arg-type]
     # Before the first prune, then the first cycle; no second cycle: that prune removed nothing.
     assert refined == [[2], [1, 2]]
 
@@ -235,10 +236,6 @@ def test_targeted_runs_prune_in_more_cheaper_cycles(tiny_model, one_torch_thread
     caps: dict[bool, set[int]] = {False: set(), True: set()}
     real = sparse.prune_batch
 
-    class Unlimited:
-        def spent(self) -> bool:
-            return False
-
     for targeted in (False, True):
         def spy(*args, exact_cap: int, **kwargs):  # type: ignore[no-untyped-def]
             caps[targeted].add(exact_cap)
@@ -248,7 +245,7 @@ def test_targeted_runs_prune_in_more_cheaper_cycles(tiny_model, one_torch_thread
         config = dataclasses.replace(FAST, refine_steps=1, swap_calls=0)
         sparse._prune_and_refine(Checker(tiny_model, labels, (labels + 1) % 10 if targeted else None,
                                          torch.zeros(1, dtype=torch.long)), images, masks, torch.rand(1, 3, 32, 32),
-                                 config, Unlimited(), targeted)  # type: ignore[arg-type]
+                                 config, NEVER_SPENT, targeted)  # type: ignore[arg-type]
     assert caps == {False: {192}, True: {64}}
 
 
