@@ -164,7 +164,7 @@ def add_arguments(parser: argparse.ArgumentParser, config_type: type, *, skip: t
             continue
         group.add_argument(
             option_spec.flag, dest=f"option_{option_spec.name}", default=argparse.SUPPRESS, metavar=option_spec.kind.__name__.upper(),
-            type=_argument_parser(option_spec), help=option_spec.describe(),
+            type=_argument_parser(option_spec), help=option_spec.describe().replace("%", "%%"),
         )
 
 
