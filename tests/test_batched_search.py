@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 
 from conftest import clean_labels
-from sparseviz.attacks.checks import Checker
-from sparseviz.attacks.prune import prune_batch
-from sparseviz.attacks.sparse import SparseConfig, sparse_attack
+from sparseviz.attacks.sparse import TARGETED, UNTARGETED, SparseConfig, sparse_attack
+from sparseviz.attacks.sparse import refine
+from sparseviz.attacks.sparse.checks import Checker
+from sparseviz.attacks.sparse.prune import prune_batch
 from sparseviz.models import ImageClassifier
 
-FAST = SparseConfig(steps=15, patience=10, swap_calls=60)
+FAST = SparseConfig(steps=15).retuned(patience=10, swap_calls=60)
 
 
-class _Unlimited:
+def never_spent() -> bool:
     """A budget that is never spent, for calling the post-processing stages directly."""
-
-    def spent(self) -> bool:
-        return False
-
-
-NEVER_SPENT = _Unlimited()
+    return False
 
 
 def random_images(count: int, seed: int = 3) -> torch.Tensor:
@@ -33,7 +27,7 @@ def random_images(count: int, seed: int = 3) -> torch.Tensor:
 def unpruned_solutions(model: ImageClassifier, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Optimised but unpruned solutions: something for pruning to work on."""
     labels = clean_labels(model, images)
-    result = sparse_attack(model, images, labels, config=dataclasses.replace(FAST, prune=False))
+    result = sparse_attack(model, images, labels, config=FAST.retuned(prune=False))
     assert result.success.all()
     return labels, result.pixel_mask, result.adversarials
 
@@ -87,7 +81,8 @@ def test_batched_pruning_keeps_no_more_pixels_than_one_at_a_time(tiny_model, one
     labels, masks, adversarials = unpruned_solutions(tiny_model, images)
     calls = torch.zeros(6, dtype=torch.long)
     checker = Checker(tiny_model, labels, None, calls)
-    pruned = prune_batch(checker, images, masks, adversarials, required=1e-3, spent=lambda: False, greedy_passes=8)
+    pruned = prune_batch(checker, images, masks, adversarials, required=1e-3, spent=never_spent,
+                         tuning=UNTARGETED.changed({"greedy_passes": 8}))
     for index in range(6):
         kept = pruned[index]
         assert fools(tiny_model, torch.where(kept, adversarials[index], images[index]), labels[index])
@@ -101,11 +96,11 @@ def test_batched_pruning_of_an_image_does_not_depend_on_its_batch_mates(tiny_mod
     images = random_images(4)
     labels, masks, adversarials = unpruned_solutions(tiny_model, images)
     together = prune_batch(Checker(tiny_model, labels, None, torch.zeros(4, dtype=torch.long)), images, masks,
-                           adversarials, required=1e-3, spent=lambda: False)
+                           adversarials, required=1e-3, spent=never_spent, tuning=UNTARGETED)
     for index in range(4):
         part = slice(index, index + 1)
         alone = prune_batch(Checker(tiny_model, labels[part], None, torch.zeros(1, dtype=torch.long)), images[part],
-                            masks[part], adversarials[part], required=1e-3, spent=lambda: False)
+                            masks[part], adversarials[part], required=1e-3, spent=never_spent, tuning=UNTARGETED)
         assert torch.equal(alone[0], together[index])
 
 
@@ -143,7 +138,7 @@ def test_pruning_only_the_chosen_images_leaves_the_others_untouched_and_uncharge
     calls = torch.zeros(3, dtype=torch.long)
     only = torch.tensor([False, True, False])
     pruned = prune_batch(Checker(tiny_model, labels, None, calls), images, masks, adversarials, required=1e-3,
-                         spent=lambda: False, only=only)
+                         spent=never_spent, tuning=UNTARGETED, only=only)
     assert torch.equal(pruned[~only], masks[~only]) and calls[~only].sum() == 0
     assert int(pruned[1].sum()) < int(masks[1].sum()) and calls[1] > 0
 
@@ -154,11 +149,11 @@ def test_a_large_set_that_first_order_cannot_shrink_still_gets_exact_checks(tiny
     # one by one instead of the set being left as it is.
     images = random_images(4, seed=3)
     labels, masks, adversarials = unpruned_solutions(tiny_model, images)
-    kwargs = dict(required=1e-3, spent=lambda: False, exact_limit=1, lengths=1, narrow=1)
+    tuning = UNTARGETED.changed({"exact_limit": 1, "prefix_lengths": 1, "prefix_calls": 1})
     capped = prune_batch(Checker(tiny_model, labels, None, torch.zeros(4, dtype=torch.long)), images, masks,
-                         adversarials, exact_cap=4, **kwargs)
+                         adversarials, required=1e-3, spent=never_spent, tuning=tuning.changed({"exact_cap": 4}))
     none = prune_batch(Checker(tiny_model, labels, None, torch.zeros(4, dtype=torch.long)), images, masks,
-                       adversarials, exact_cap=0, **kwargs)
+                       adversarials, required=1e-3, spent=never_spent, tuning=tuning.changed({"exact_cap": 0}))
     for index in range(4):
         assert fools(tiny_model, torch.where(capped[index], adversarials[index], images[index]), labels[index])
     assert capped.flatten(1).sum(1).sum() < none.flatten(1).sum(1).sum()
@@ -167,28 +162,25 @@ def test_a_large_set_that_first_order_cannot_shrink_still_gets_exact_checks(tiny
 def test_refine_and_prune_cycles_never_cost_pixels_in_total(tiny_model, one_torch_thread) -> None:
     images = random_images(6, seed=11)
     labels = clean_labels(tiny_model, images)
-    without = sparse_attack(tiny_model, images, labels, config=dataclasses.replace(FAST, refine_cycles=0, swap_calls=0))
-    with_cycles = sparse_attack(tiny_model, images, labels, config=dataclasses.replace(FAST, swap_calls=0))
+    without = sparse_attack(tiny_model, images, labels, config=FAST.retuned(refine_cycles=0, swap_calls=0))
+    with_cycles = sparse_attack(tiny_model, images, labels, config=FAST.retuned(swap_calls=0))
     assert with_cycles.success.all() and without.success.all()
     assert int(with_cycles.l0_pixels.sum()) <= int(without.l0_pixels.sum())
     assert int(with_cycles.model_calls.sum()) > int(without.model_calls.sum())  # the cycles ran
 
 
 def test_colour_refinement_gives_large_sets_twice_the_steps(tiny_model, one_torch_thread) -> None:
-    # Sets over 48 pixels need the most slack from their first-order prune, so they keep
+    # Sets over large_set pixels need the most slack from their first-order prune, so they keep
     # refining after the small ones stop; each step is charged for a soft and an 8-bit image.
-    from sparseviz.attacks.sparse import _refine_colours
-
     images = random_images(2, seed=5)
     labels = clean_labels(tiny_model, images)
     masks = torch.zeros(2, 32, 32, dtype=torch.bool)
     masks[0].view(-1)[:60] = True
     masks[1].view(-1)[:10] = True
     calls = torch.zeros(2, dtype=torch.long)
-
-    config = dataclasses.replace(FAST, refine_steps=3)
-    values = _refine_colours(Checker(tiny_model, labels, None, calls), images, masks, torch.rand(2, 3, 32, 32),
-                             torch.arange(2), config, NEVER_SPENT)  # type: ignore[arg-type]
+    tuning = UNTARGETED.changed({"refine_steps": 3, "large_set": 30})
+    values = refine.refine_colours(Checker(tiny_model, labels, None, calls), images, masks, torch.rand(2, 3, 32, 32),
+                                   torch.arange(2), tuning=tuning, required=1e-3, spent=never_spent)
     assert calls.tolist() == [2 * 2 * 3, 2 * 3]
     assert values.shape == images.shape
 
@@ -196,69 +188,61 @@ def test_colour_refinement_gives_large_sets_twice_the_steps(tiny_model, one_torc
 def test_colour_refinement_skips_small_sets_and_waits_for_a_prune_on_medium_ones(
     tiny_model, one_torch_thread, monkeypatch
 ) -> None:
-    # Exact pruning and the swap search handle sets of up to 8 pixels; sets up to 150 are
-    # pruned once before their first refinement (a plain prune removes most of their pixels).
-    import sparseviz.attacks.sparse as sparse
-
+    # Exact pruning and the swap search handle sets of up to refine_min pixels; sets up to
+    # refine_first_min are pruned once before their first refinement.
     images = random_images(3, seed=5)
     labels = clean_labels(tiny_model, images)
     masks = torch.zeros(3, 32, 32, dtype=torch.bool)
     for index, size in enumerate((8, 9, 151)):
         masks[index].view(-1)[:size] = True
     refined: list[list[int]] = []
-    real = sparse._refine_colours
+    real = refine.refine_colours
 
-    def spy(checker, images, masks, values, selected, *args):  # type: ignore[no-untyped-def]
+    def spy(checker, images, masks, values, selected, **kwargs):  # type: ignore[no-untyped-def]
         refined.append(selected.tolist())
-        return real(checker, images, masks, values, selected, *args)
+        return real(checker, images, masks, values, selected, **kwargs)
 
-    monkeypatch.setattr(sparse, "_refine_colours", spy)
-    monkeypatch.setattr(sparse, "prune_batch", lambda checker, images, masks, *args, **kwargs: masks.clone())
-    calls = torch.zeros(3, dtype=torch.long)
-    config = dataclasses.replace(FAST, refine_steps=2, swap_calls=0)
-    sparse._prune_and_refine(Checker(tiny_model, labels, None, calls), images, masks, torch.rand(3, 3, 32, 32),
-                             config, NEVER_SPENT, False)  # type: ignore[arg-type]
+    monkeypatch.setattr(refine, "refine_colours", spy)
+    monkeypatch.setattr(refine, "prune_batch", lambda checker, images, masks, *args, **kwargs: masks.clone())
+    tuning = UNTARGETED.changed({"refine_steps": 2, "refine_min": 8, "refine_first_min": 150})
+    refine.refine_and_prune(Checker(tiny_model, labels, None, torch.zeros(3, dtype=torch.long)), images, masks,
+                            torch.rand(3, 3, 32, 32), tuning=tuning, required=1e-3, spent=never_spent)
     # Before the first prune, then the first cycle; no second cycle: that prune removed nothing.
     assert refined == [[2], [1, 2]]
 
 
-def test_targeted_runs_prune_in_more_cheaper_cycles(tiny_model, one_torch_thread, monkeypatch) -> None:
-    # Targeted sets lose a few percent per cycle for many cycles: more cycles, each exact stage
-    # checking a 64-pixel shortlist instead of 192 pixels; an explicit refine_cycles wins.
-    import sparseviz.attacks.sparse as sparse
-
-    assert (SparseConfig().refine_cycles_for(False), SparseConfig().refine_cycles_for(True)) == (4, 8)
-    assert SparseConfig(refine_cycles=1).refine_cycles_for(True) == 1
+def test_post_processing_runs_on_the_tuning_the_call_picked(tiny_model, one_torch_thread, monkeypatch) -> None:
+    # Targeted and untargeted calls prune with their own preset (e.g. a different exact shortlist),
+    # and a tuning change given in the config reaches the pruning of both kinds.
     images = random_images(1, seed=7)
     labels = clean_labels(tiny_model, images)
-    masks = torch.zeros(1, 32, 32, dtype=torch.bool)
-    masks[0].view(-1)[::4] = True
-    caps: dict[bool, set[int]] = {False: set(), True: set()}
-    real = sparse.prune_batch
+    seen: list[tuple[bool, int]] = []
+    real = refine.prune_batch
 
-    for targeted in (False, True):
-        def spy(*args, exact_cap: int, **kwargs):  # type: ignore[no-untyped-def]
-            caps[targeted].add(exact_cap)
-            return real(*args, exact_cap=exact_cap, **kwargs)
+    def spy(*args, tuning, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append((tuning == TARGETED.changed({"patience": 10, "swap_calls": 0}), tuning.exact_cap))
+        return real(*args, tuning=tuning, **kwargs)
 
-        monkeypatch.setattr(sparse, "prune_batch", spy)
-        config = dataclasses.replace(FAST, refine_steps=1, swap_calls=0)
-        sparse._prune_and_refine(Checker(tiny_model, labels, (labels + 1) % 10 if targeted else None,
-                                         torch.zeros(1, dtype=torch.long)), images, masks, torch.rand(1, 3, 32, 32),
-                                 config, NEVER_SPENT, targeted)  # type: ignore[arg-type]
-    assert caps == {False: {192}, True: {64}}
+    monkeypatch.setattr(refine, "prune_batch", spy)
+    config = SparseConfig(steps=5).retuned(patience=10, swap_calls=0)
+    sparse_attack(tiny_model, images, labels, targets=(labels + 1) % 10, config=config)
+    assert seen and all(is_targeted and cap == TARGETED.exact_cap for is_targeted, cap in seen)
+    seen.clear()
+    sparse_attack(tiny_model, images, labels, config=config.retuned(exact_cap=5))
+    assert seen and all(cap == 5 for _, cap in seen)
 
 
-def test_targeted_runs_settle_after_the_annealing_and_untargeted_ones_do_not(tiny_model, one_torch_thread) -> None:
-    # A targeted run is still shrinking when the annealing ends: by default it may go on for
-    # settle_steps more at the final temperature (patience permitting); untargeted runs stop.
+def test_targeted_runs_settle_longer_after_the_annealing(tiny_model, one_torch_thread) -> None:
+    # A targeted run is still shrinking when the annealing ends: its preset goes on for settle_steps
+    # more at the final temperature (patience permitting); untargeted runs stop sooner; a change wins.
+    assert TARGETED.settle_steps > UNTARGETED.settle_steps
     images = random_images(1, seed=7)
     labels = clean_labels(tiny_model, images)
     targets = (labels + 1) % 10
-    totals: dict[str, set[int]] = {"targeted": set(), "untargeted": set()}
-    config = dataclasses.replace(FAST, steps=5, prune=False)
-    for kind, chosen in (("targeted", targets), ("untargeted", None)):
-        sparse_attack(tiny_model, images, labels, targets=chosen, config=config,
+    totals: dict[str, set[int]] = {"targeted": set(), "untargeted": set(), "changed": set()}
+    config = SparseConfig(steps=5).retuned(patience=10, prune=False)
+    for kind, chosen, chosen_config in (("targeted", targets, config), ("untargeted", None, config),
+                                        ("changed", targets, config.retuned(settle_steps=3))):
+        sparse_attack(tiny_model, images, labels, targets=chosen, config=chosen_config,
                       progress=lambda info, kind=kind: totals[kind].add(info.total_steps))
-    assert totals == {"targeted": {5 + 200}, "untargeted": {5}}
-    assert config.settle_steps_for(True) == 200 and dataclasses.replace(config, settle_steps=3).settle_steps_for(True) == 3
+    assert totals == {"targeted": {5 + TARGETED.settle_steps}, "untargeted": {5 + UNTARGETED.settle_steps}, "changed": {5 + 3}}

@@ -10,10 +10,10 @@ from torch import nn
 
 from sparseviz.attacks import ATTACKS
 from sparseviz.attacks.base import to_uint8
-from sparseviz.attacks.sparse import SparseConfig, sparse_attack
+from sparseviz.attacks.sparse import TARGETED, UNTARGETED, SparseConfig, SparseTuning, sparse_attack
 from sparseviz.models import ImageClassifier
 
-FAST = SparseConfig(steps=30, patience=10)
+FAST = SparseConfig(steps=30).retuned(patience=10)
 
 
 class PixelDetector(nn.Module):
@@ -101,28 +101,61 @@ def test_targeted_reaches_the_target(tiny_model, tiny_images) -> None:
     assert result.success.float().mean() >= 0.75
 
 
-def test_relaxed_view_and_patience_follow_the_attack_kind(tiny_model, tiny_images) -> None:
-    # Untargeted runs descend on the 8-bit image alone (1 model call per step); targeted
-    # runs add the soft-gated image (2 per step), unless the config says otherwise.
+def test_relaxed_view_follows_the_attack_kind_unless_the_tuning_says_otherwise(tiny_model, tiny_images) -> None:
+    # The untargeted preset descends on the 8-bit image alone (1 model call per step); the
+    # targeted one adds the soft-gated image (2 per step); an explicit change wins over both.
+    assert not UNTARGETED.relaxed_view and TARGETED.relaxed_view
     images = tiny_images[:2]
     labels = tiny_model.predict_proba(images).argmax(1)
     targets = (labels + 3) % tiny_model.num_classes
     steps = 4
-    config = SparseConfig(steps=steps, patience=10_000, prune=False, settle_steps=0)
+    config = SparseConfig(steps=steps).retuned(patience=10_000, prune=False, settle_steps=0)
     untargeted = sparse_attack(tiny_model, images, labels, config=config)
     targeted = sparse_attack(tiny_model, images, labels, targets=targets, config=config)
-    forced = sparse_attack(tiny_model, images, labels, config=dataclasses.replace(config, relaxed_view=True))
+    forced = sparse_attack(tiny_model, images, labels, config=config.retuned(relaxed_view=True))
     # Same fixed overhead (start and final checks) in all three runs, so the step cost shows in the difference.
     assert (targeted.model_calls - untargeted.model_calls).tolist() == [steps] * 2
     assert torch.equal(forced.model_calls, targeted.model_calls)
-    assert (SparseConfig().patience_for(False), SparseConfig().patience_for(True)) == (4, 16)
-    assert SparseConfig(patience=3).patience_for(True) == 3
-    # Targeted runs end their annealing warmer (gates that can still close during the settle steps).
-    assert (SparseConfig().temperature_end_for(False), SparseConfig().temperature_end_for(True)) == (0.1, 0.2)
-    assert SparseConfig(temperature_end=0.05).temperature_end_for(True) == 0.05
-    assert SparseConfig(temperature_start=0.15).temperature_end_for(True) == 0.15
+
+
+def test_the_preset_matches_the_kind_and_an_explicit_tuning_or_change_wins() -> None:
+    assert UNTARGETED != TARGETED
+    assert (SparseTuning.untargeted(), SparseTuning.targeted()) == (UNTARGETED, TARGETED)
+    # A targeted run shrinks hundreds of pixels for longer: more patience, settle steps, a warmer end.
+    assert TARGETED.patience > UNTARGETED.patience and TARGETED.settle_steps > UNTARGETED.settle_steps
+    assert TARGETED.temperature_end > UNTARGETED.temperature_end
+    assert (SparseConfig().tuning_for(False), SparseConfig().tuning_for(True)) == (UNTARGETED, TARGETED)
+    mine = dataclasses.replace(UNTARGETED, patience=7)
+    assert SparseConfig(tuning=mine).tuning_for(True) == mine  # explicit: the same for both kinds
+    changed = SparseConfig().retuned(patience=3)
+    assert changed.tuning_for(True) == dataclasses.replace(TARGETED, patience=3)  # a change keeps the rest of the preset
+    assert changed.tuning_for(False) == dataclasses.replace(UNTARGETED, patience=3)
+    assert SparseConfig(tuning=mine).retuned(patience=3).tuning_for(False).patience == 3
+    assert SparseConfig(tuning_changes={"patience": 3}) == changed  # a mapping or pairs, stored the same way
+    assert changed.total_steps_for(True) == changed.steps + TARGETED.settle_steps
+    hash(changed)  # configs key caches (warm-up, jobs)
+
+
+def test_unknown_or_invalid_tuning_is_refused_with_a_clear_message(tiny_model, tiny_images) -> None:
+    with pytest.raises(ValueError, match="SparseTuning has no field 'nope'; fields: mask_lr"):
+        SparseConfig().retuned(nope=1)
+    with pytest.raises(ValueError, match="sparse has no option 'patience'"):
+        sparse_attack(tiny_model, tiny_images[:1], torch.tensor([0]), patience=3)
+    with pytest.raises(ValueError, match="patience must be a number in"):
+        SparseConfig().retuned(patience=0)
     with pytest.raises(ValueError, match="temperature_end"):
-        SparseConfig(temperature_start=0.5, temperature_end=0.8)
+        SparseTuning(temperature_start=0.5, temperature_end=0.8)
+    with pytest.raises(ValueError, match="tuning must be a SparseTuning"):
+        SparseConfig(tuning={"patience": 3})  # type: ignore[arg-type]
+
+
+def test_the_result_records_the_tuning_it_ran_on(tiny_model, tiny_images) -> None:
+    image = tiny_images[:1]
+    label = tiny_model.predict_proba(image).argmax(1)
+    config = SparseConfig(steps=3).retuned(prune=False)
+    result = sparse_attack(tiny_model, image, label, targets=(label + 1) % 10, config=config)
+    assert result.params["tuning"] == dataclasses.asdict(config.tuning_for(True))
+    assert result.params["steps"] == 3
 
 
 def test_already_misclassified_image_is_left_alone(tiny_model, tiny_images) -> None:
@@ -161,17 +194,23 @@ def test_sparsity_weight_trades_pixels_for_confidence() -> None:
         confidences.append(float(result.adv_confidence[0]))
     assert counts == [4, 3, 3]
     assert confidences[0] > confidences[1]
-    assert SparseConfig(sparsity_weight=0.0).required_margin > SparseConfig(sparsity_weight=0.5).required_margin
+    assert SparseConfig(sparsity_weight=0.0).required_margin(UNTARGETED) > SparseConfig(sparsity_weight=0.5).required_margin(UNTARGETED)
 
 
-@pytest.mark.parametrize(
-    "field, value",
-    [("steps", 0), ("sparsity_weight", -1.0), ("sparsity_weight", float("nan")), ("seed", -1), ("mask_lr", 0.0),
-     ("patience", 0), ("swap_proposals", 0), ("swap_rounds", -1)],
-)
+@pytest.mark.parametrize("field, value", [("steps", 0), ("sparsity_weight", -1.0), ("sparsity_weight", float("nan")),
+                                          ("seed", -1)])
 def test_impossible_parameters_are_refused_with_the_valid_range(field: str, value: float) -> None:
     with pytest.raises(ValueError, match=field):
         SparseConfig(**{field: value})
+
+
+@pytest.mark.parametrize("field, value", [("mask_lr", 0.0), ("patience", 0), ("swap_proposals", 0), ("swap_rounds", -1),
+                                          ("exact_cap", -1), ("cycle_gain", 1.5), ("relaxed_view", "yes")])
+def test_impossible_tuning_is_refused_with_the_valid_range(field: str, value: float) -> None:
+    with pytest.raises(ValueError, match=field):
+        SparseTuning(**{field: value})
+    with pytest.raises(ValueError, match=field):
+        SparseConfig(tuning_changes={field: value})
 
 
 def test_bad_images_are_refused(tiny_model) -> None:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import torch
 from torch import nn
 
 from conftest import assert_result_contract, clean_labels
 from sparseviz.attacks.base import AttackProgress
-from sparseviz.attacks.sparse import SparseConfig, sparse_attack
-from sparseviz.attacks.checks import Checker
-from sparseviz.attacks.swap_search import shrink_by_swaps
+from sparseviz.attacks.sparse import UNTARGETED, SparseConfig, sparse_attack
+from sparseviz.attacks.sparse.checks import Checker
+from sparseviz.attacks.sparse.swaps import shrink_by_swaps
 from sparseviz.models import ImageClassifier
 
 HEAVY = (12, 3)
@@ -97,8 +95,8 @@ def test_call_budget_is_kept_to_within_one_round(weighted_model) -> None:
 
 def test_sparse_attack_with_swaps_never_uses_more_pixels(tiny_model, tiny_images, one_torch_thread) -> None:
     labels = clean_labels(tiny_model, tiny_images)
-    base = SparseConfig(steps=30, patience=10)
-    without = sparse_attack(tiny_model, tiny_images, labels, config=dataclasses.replace(base, swap_rounds=0))
+    base = SparseConfig(steps=30).retuned(patience=10)
+    without = sparse_attack(tiny_model, tiny_images, labels, config=base.retuned(swap_rounds=0))
     swapped = sparse_attack(tiny_model, tiny_images, labels, config=base)
     assert_result_contract(tiny_model, tiny_images, labels, swapped)
     assert torch.equal(swapped.success, without.success)
@@ -113,7 +111,7 @@ def test_sparse_attack_reports_the_swap_phase(tiny_model, tiny_images, one_torch
     def record(info: AttackProgress) -> None:
         phases.append(info.phase)
         if info.phase == "swap search":
-            assert 0 <= info.step <= info.total_steps == SparseConfig().swap_calls_for(targeted=False)
+            assert 0 <= info.step <= info.total_steps == UNTARGETED.swap_calls
             assert int(info.best_pixels[0]) >= 1
 
     image = tiny_images[:1]
@@ -126,7 +124,7 @@ def test_more_proposals_than_pixels_is_fine(tiny_model, one_torch_thread) -> Non
     # An 8x8 image has 64 pixels; asking for 500 proposals per round must simply try them all.
     image = torch.full((1, 3, 8, 8), 0.3)
     label = clean_labels(tiny_model, image)
-    unpruned = sparse_attack(tiny_model, image, label, config=SparseConfig(steps=20, prune=False))
+    unpruned = sparse_attack(tiny_model, image, label, config=SparseConfig(steps=20).retuned(prune=False))
     mask, values = unpruned.pixel_mask[0], unpruned.adversarials[0]
     assert int(mask.sum()) > 1  # something to search from
     found, colours, calls = shrink_by_swaps(
@@ -139,14 +137,12 @@ def test_more_proposals_than_pixels_is_fine(tiny_model, one_torch_thread) -> Non
 
 
 def test_targeted_runs_skip_the_search_unless_asked(tiny_model, tiny_images, one_torch_thread) -> None:
-    assert (SparseConfig().swap_calls_for(False), SparseConfig().swap_calls_for(True)) == (120, 0)
-    assert SparseConfig(swap_calls=30).swap_calls_for(True) == 30
     image = tiny_images[:1]
     label = clean_labels(tiny_model, image)
     target = (label + 1) % 10
-    for calls, expect_search in ((None, False), (60, True)):
+    for changes, expect_search in (({}, False), ({"swap_calls": 60}, True)):
         phases: list[str] = []
-        config = SparseConfig(steps=30, swap_calls=calls)
+        config = SparseConfig(steps=30, tuning_changes=changes)
         result = sparse_attack(tiny_model, image, label, targets=target, config=config,
                                progress=lambda info: phases.append(info.phase))
         assert bool(result.success[0]) and int(result.l0_pixels[0]) > 1

@@ -16,7 +16,7 @@ from .greedy import GreedyConfig, greedy
 from .jsma import JSMAConfig, jsma
 from .pgd0 import PGD0Config, pgd0
 from .runner import Attack, AttackConfig, AttackRun
-from .sparse import SparseConfig, sparse_attack
+from .sparse import SparseConfig, SparseTuning, sparse_attack
 from .sparse_rs import SparseRSConfig, sparse_rs
 from .sparsefool import SparseFoolConfig, sparsefool
 
@@ -69,6 +69,7 @@ __all__ = [
     "SparseConfig",
     "SparseFoolConfig",
     "SparseRSConfig",
+    "SparseTuning",
     "finalize",
     "fgsm",
     "greedy",

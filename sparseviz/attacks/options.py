@@ -5,6 +5,11 @@ From that one declaration come the config's validation (:func:`validate`, called
 ``AttackConfig.__post_init__``), the CLI's ``--steps`` (:func:`add_arguments`), the
 parsing of ``--set attack.steps=50`` (:func:`parse_value`) and the app's widget ranges
 (:func:`spec`). Types come from ``typing.get_type_hints``, never from annotation strings.
+
+A config may also hold a frozen *tuning* object (:func:`tuning_field`, the sparse attack's
+``SparseTuning``): numbers for benchmarks, not for users, so they are neither CLI flags nor
+widgets. ``--set attack.tuning.FIELD=VALUE`` reaches them (:func:`build`) as changes to the
+tuning the call uses (:func:`tuning_changes_field`).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Union
 
 from .base import check_range
@@ -36,6 +41,32 @@ def option(
     """
     metadata = {"help": help, "low": low, "high": high, "ui": ui, "choices": choices}
     return dataclasses.field(default=default, metadata=metadata)
+
+
+def tuning_field(tuning_type: type, *, help: str) -> Any:
+    """A config field holding a frozen tuning dataclass, or None for the attack's own preset.
+
+    Not an option: no CLI flag, no widget; its fields are ``--set attack.tuning.FIELD=VALUE``.
+    """
+    return dataclasses.field(default=None, metadata={"help": help, "tuning": tuning_type})
+
+
+def tuning_changes_field(*, help: str) -> Any:
+    """A config field of ``(name, value)`` changes to the tuning a call uses (``--set`` writes here)."""
+    return dataclasses.field(default=(), metadata={"help": help, "tuning_changes": True})
+
+
+def tuning_type(config_type: type) -> type | None:
+    """The tuning dataclass a config holds (see :func:`tuning_field`), if any."""
+    for field in dataclasses.fields(config_type):
+        if "tuning" in field.metadata:
+            found: type = field.metadata["tuning"]
+            return found
+    return None
+
+
+def _is_option(field: dataclasses.Field[Any]) -> bool:
+    return "tuning" not in field.metadata and "tuning_changes" not in field.metadata
 
 
 @dataclass(frozen=True)
@@ -96,7 +127,7 @@ def specs(config_type: type) -> tuple[OptionSpec, ...]:
 def _read_specs(config_type: type) -> tuple[OptionSpec, ...]:
     hints = typing.get_type_hints(config_type)
     found = []
-    for field in dataclasses.fields(config_type):
+    for field in filter(_is_option, dataclasses.fields(config_type)):
         kind, optional = _kind(hints[field.name])
         meta = field.metadata
         found.append(OptionSpec(
@@ -154,6 +185,34 @@ def parse_value(option_spec: OptionSpec, text: str, what: str | None = None) -> 
         expected = {bool: "true/false", int: "a whole number", float: "a number"}[option_spec.kind]
         raise ValueError(f"{what} expects {expected}{' or none' if option_spec.optional else ''}; got {text!r}.") from None
     return cleaned
+
+
+def build(config_type: type, texts: Mapping[str, str], *, what: str, **fixed: Any) -> Any:
+    """A config from command-line text (``--set``): ``fixed`` values, then ``texts``.
+
+    ``{"steps": "50"}`` sets an option; ``{"tuning.patience": "8"}`` changes a field of the
+    config's tuning (of the preset the call picks, or of an explicit tuning). Unknown names
+    raise ``ValueError`` listing the known ones; values are parsed and range-checked.
+    """
+    known = {option_spec.name: option_spec for option_spec in specs(config_type)}
+    tuned = tuning_type(config_type)
+    tunable = {} if tuned is None else {option_spec.name: option_spec for option_spec in specs(tuned)}
+    values = dict(fixed)
+    changes: dict[str, Any] = {}
+    for key, text in texts.items():
+        head, dot, field = key.partition(".")
+        if dot and head == "tuning" and tuned is not None:
+            if field not in tunable:
+                raise ValueError(f"{what} tuning has no field {field!r}; fields: {', '.join(tunable)}.")
+            changes[field] = parse_value(tunable[field], text, f"{what}.{key}")
+        elif key in known:
+            values[key] = parse_value(known[key], text, f"{what}.{key}")
+        else:
+            hint = f"; tuning fields are set as {what}.tuning.FIELD" if key in tunable else ""
+            raise ValueError(f"{what} has no option {key!r}; options: {', '.join(known)}{hint}.")
+    if changes:
+        values["tuning_changes"] = tuple(changes.items())
+    return config_type(**values)
 
 
 def add_arguments(parser: argparse.ArgumentParser, config_type: type, *, skip: tuple[str, ...] = ()) -> None:

@@ -32,6 +32,7 @@ from .base import (
     StopCheck,
     finalize,
     is_adversarial,
+    margin,
     prepare_inputs,
 )
 from .options import option, validate
@@ -108,6 +109,14 @@ class AttackRun:
         """Clean logits and which images the model already gets wrong (nothing to do there)."""
         logits = self.forward(self.images, slice(None))
         return logits, is_adversarial(logits, self.labels, self.targets)
+
+    def already_adversarial_with_gradient(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same pre-check, and the margin's gradient at each clean image from the same call
+        (for a search that starts from first-order information): ``(gradient, already)``."""
+        probe = self.images.clone().requires_grad_(True)
+        logits = self.forward(probe, slice(None))
+        (gradient,) = torch.autograd.grad(margin(logits, self.labels, self.targets).sum(), probe)
+        return gradient, is_adversarial(logits.detach(), self.labels, self.targets)
 
     def report(
         self,

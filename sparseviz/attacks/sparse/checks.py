@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import torch
 
-from ..models import ImageClassifier, one_invocation
-from .base import is_adversarial, margin
+from ...models import ImageClassifier, one_invocation
+from ..base import is_adversarial, margin
+from ..runner import AttackRun
 
 
 def forward_chunk(device: torch.device) -> int:
@@ -41,6 +42,11 @@ class Checker:
         self.labels = labels
         self.targets = targets
         self.calls = calls  # (N,) images evaluated per image, updated in place
+
+    @classmethod
+    def of(cls, run: AttackRun) -> Checker:
+        """The checker of an attack call: its model and criterion, charging the run's call counter."""
+        return cls(run.model, run.labels, run.targets, run.calls)
 
     def charge(self, owners: torch.Tensor) -> None:
         """Count a call made elsewhere (the optimisation's steps) that evaluated ``owners``."""
