@@ -20,10 +20,10 @@ from ..runner import AttackRun
 def forward_chunk(device: torch.device) -> int:
     """Images per forward pass inside one (logical) call.
 
-    On a GPU a large batch is nearly free. On the 2-core CPU, EfficientNet-Lite0 at 224 px
-    on one thread (channels-last) measured ~20 ms per image at batch 1, ~18 at batch 2-4 and
-    ~27 at 8-32 (cache misses), so the CPU runs a large call in chunks of 4. The chunks of one
-    call are counted as one invocation: a GPU runs them as one, and the results are the same.
+    On a GPU a large batch is nearly free; on a CPU, batches beyond a few images run slower
+    per image (cache misses; measured in ``benchmarks/results/tuning.md``), so a large call
+    runs in small chunks. The chunks of one call count as one invocation: a GPU runs them as
+    one, and the results are the same.
     """
     return 1024 if device.type == "cuda" else 4
 
