@@ -20,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # Small settings so every attack runs in well under a second on the tiny model.
 FAST: dict[str, dict[str, Any]] = {
-    "sparse": {"steps": 30, "patience": 10},
+    "sparse": {"steps": 30, "tuning_changes": {"patience": 10}},
     "sparsefool": {"max_iter": 10},
     "pgd0": {"steps": 10, "pixels": 256},
     "sparse_rs": {"queries": 60, "pixels": 256, "min_pixels": 4},
@@ -34,7 +34,7 @@ PIXEL_CAP = {"pgd0": {"pixels": 6, "search": False}, "sparse_rs": {"pixels": 6, 
              "jsma": {"max_pixels": 6}, "greedy": {"max_pixels": 6}}
 # Forward passes one step may make after the stop check that precedes it: most attacks check before
 # every forward pass; a SparseFool step is a DeepFool iteration (gradient + check); the sparse attack's
-# exact leave-one-out scoring of up to 48 pixels (sparse._prune_one's exact_limit) is one step.
+# exact leave-one-out scoring of up to 48 pixels (the tuning's exact_limit) is one step.
 STEP_FORWARDS = {"sparse": 48, "sparsefool": 2}
 FINALIZE_FORWARDS = 2
 
