@@ -101,6 +101,7 @@ class SparseTuning:
 
     @staticmethod
     def preset(targeted: bool) -> SparseTuning:
+        """The preset for a call of this kind (what a config without an explicit tuning uses)."""
         return TARGETED if targeted else UNTARGETED
 
     def changed(self, changes: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> SparseTuning:
