@@ -30,7 +30,7 @@ from tqdm import tqdm
 from sparseviz.attacks.dense import pgd
 from sparseviz.attacks.sparse import SparseConfig, sparse_attack
 from sparseviz.attacks.base import AttackResult, to_uint8
-from sparseviz.gallery import bundled_images
+from sparseviz.images.gallery import bundled_images
 from sparseviz.images import load_image, save_png, to_tensor
 from sparseviz.models import ImageClassifier, load_model
 

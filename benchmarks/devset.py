@@ -2,7 +2,7 @@
 
     python benchmarks/devset.py --out bench-out/devset          # writes 48 PNGs + manifest.csv
 
-The bundled gallery (``assets/``) is easy for EfficientNet-Lite0 (mean clean confidence
+The bundled gallery (``sparseviz/assets/``) is easy for EfficientNet-Lite0 (mean clean confidence
 about 0.40) and defaults tuned on it did not carry over to other photos. This set is
 made of *other* square crops (several positions and scales) of the public-domain photos
 that scikit-image, scikit-learn and matplotlib ship, so nothing is downloaded and nothing large is

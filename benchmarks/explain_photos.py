@@ -113,9 +113,9 @@ def _forward_ms(model: Any) -> float:
 
 def explain_step(args: argparse.Namespace) -> int:
     from sparseviz.attacks.base import finalize
-    from sparseviz.contributions import KINDS, SplitConfig
+    from sparseviz.explain.contributions import KINDS, SplitConfig
     from sparseviz.images import load_image, to_tensor
-    from sparseviz.interpret import ExplainConfig, agreement_score, attribution_maps, explain_pixels
+    from sparseviz.explain.interpret import ExplainConfig, agreement_score, attribution_maps, explain_pixels
     from sparseviz.models import load_model
 
     model = load_model("efficientnet_lite0", device="cpu")
@@ -151,7 +151,7 @@ def explain_step(args: argparse.Namespace) -> int:
                 row.update({f"{group}_n": g.pixels, f"{group}_drop": g.true_drop, f"{group}_rise": g.adv_rise,
                             f"{group}_p_true": g.true_prob, f"{group}_p_adv": g.adv_prob})
             if split_method == args.splits[0] and n < args.maps_limit:
-                from sparseviz.contributions import split as split_fn
+                from sparseviz.explain.contributions import split as split_fn
 
                 clean, adv = result.originals[0], result.adversarials[0]
                 y, a = int(result.labels[0]), int(result.adv_labels[0])
@@ -221,7 +221,7 @@ def summarize_step(args: argparse.Namespace) -> int:
 
 
 def map_variants() -> list[tuple[str, str, Any]]:
-    from sparseviz.interpret import ExplainConfig
+    from sparseviz.explain.interpret import ExplainConfig
 
     return [("gradcam_7", "gradcam", ExplainConfig(gradcam_min_size=7)),
             ("gradcam_14", "gradcam", ExplainConfig(gradcam_min_size=14)),
@@ -238,7 +238,7 @@ AUTO_EXACT_PIXELS = 6  # SplitConfig.auto_exact_pixels
 
 def summary(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     """The must-show table, one column per split method."""
-    from sparseviz.contributions import KINDS
+    from sparseviz.explain.contributions import KINDS
 
     by_key = {(r["photo"], r["split"]): r for r in rows}
     if not any(r["split"] == "auto" for r in rows):  # the default, derived: it runs exactly these code paths

@@ -58,8 +58,8 @@ def _photos(caches: list[Path]) -> list[tuple[str, Path]]:
 
 
 def contributions_step(args: argparse.Namespace) -> int:
-    from sparseviz.contributions import SplitConfig, split
-    from sparseviz.hygiene import EvalMode
+    from sparseviz.explain.contributions import SplitConfig, split
+    from sparseviz.explain.hygiene import EvalMode
     from sparseviz.models import load_model
 
     model = load_model("efficientnet_lite0", device="cpu")
@@ -108,7 +108,7 @@ def _stored(store: Path) -> dict[str, dict[str, Any]]:
 
 
 def _contributions(record: dict[str, Any]) -> Any:
-    from sparseviz.contributions import Contributions
+    from sparseviz.explain.contributions import Contributions
 
     arrays = {k: np.asarray(record[k]) for k in ("ys", "xs", "obscuring", "leading", "obscuring_se", "leading_se")}
     return Contributions(method=record["method"], **arrays, total_drop=record["total_drop"],
@@ -125,10 +125,10 @@ def _cache_folder(name: str, caches: list[Path]) -> Path:
 
 
 def rules_step(args: argparse.Namespace) -> int:
-    from sparseviz.contributions import KINDS, PixelGame, label_pixels
-    from sparseviz.hygiene import EvalMode
+    from sparseviz.explain.contributions import KINDS, PixelGame, label_pixels
+    from sparseviz.explain.hygiene import EvalMode
     from sparseviz.models import load_model
-    from sparseviz.proof import group_ablation, group_masks, separable
+    from sparseviz.explain.proof import group_ablation, group_masks, separable
 
     model = load_model("efficientnet_lite0", device="cpu")
     rows: list[dict[str, Any]] = []
@@ -184,7 +184,7 @@ def by_subset(rows: list[dict[str, Any]], dev: str, crops: str) -> list[tuple[st
 
 def rules_table(rows: list[dict[str, Any]]) -> str:
     """One line per (rule, split): shares, pass rates, mean drop/rise per group; dev set and crops apart."""
-    from sparseviz.contributions import KINDS
+    from sparseviz.explain.contributions import KINDS
 
     lines = ["# Labelling rules: per-image group-ablation test on real photos (EfficientNet-Lite0, default attack)", "",
              "Holds = the obscuring(+both) group lowers the true class's evidence more than the leading(+both) group "
@@ -217,7 +217,7 @@ def rules_table(rows: list[dict[str, Any]]) -> str:
                     f"{statistics.fmean(r['obscuring_rise'] for r in rs):.2f} / "
                     f"{statistics.fmean(r['leading_rise'] for r in rs):.2f} |")
         lines.append("")
-    from sparseviz.contributions import SplitConfig
+    from sparseviz.explain.contributions import SplitConfig
 
     default = SplitConfig()
     chosen = f"{default.label_scale} r{default.label_ratio:g}"
@@ -229,7 +229,7 @@ def rules_table(rows: list[dict[str, Any]]) -> str:
 
 def maps_step(args: argparse.Namespace) -> int:
     from benchmarks.explain_photos import map_variants
-    from sparseviz.interpret import agreement_score, attribution_maps
+    from sparseviz.explain.interpret import agreement_score, attribution_maps
     from sparseviz.models import load_model
 
     model = load_model("efficientnet_lite0", device="cpu")

@@ -27,9 +27,9 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(1)
     from sparseviz.attacks.base import finalize
-    from sparseviz.contributions import SplitConfig
+    from sparseviz.explain.contributions import SplitConfig
     from sparseviz.images import load_image, to_tensor
-    from sparseviz.interpret import ExplainConfig, explain_pixels
+    from sparseviz.explain.interpret import ExplainConfig, explain_pixels
     from sparseviz.models import load_model
 
     model = load_model("efficientnet_lite0", device=args.device)

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from sparseviz.attacks import ATTACKS
-from sparseviz.bench import choose_target
+from sparseviz.audit.bench import choose_target
 from sparseviz.images import load_image, to_tensor
 from sparseviz.models import load_model
 

@@ -30,7 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sparseviz import cli  # noqa: E402
-from sparseviz.bench import build_config, image_files, parse_overrides  # noqa: E402
+from sparseviz.audit.bench import build_config, parse_overrides
+from sparseviz.images.folders import image_files  # noqa: E402
 
 TIMING = {"seconds"}
 
@@ -122,7 +123,7 @@ def speed(args: argparse.Namespace, photos: Path) -> None:
     os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
     import ray
 
-    from sparseviz.audit_ray import RaySettings, RegistryModel, run_ray_audit
+    from sparseviz.audit.ray_engine import RaySettings, RegistryModel, run_ray_audit
 
     folder = args.out / "speed-photos"
     folder.mkdir()

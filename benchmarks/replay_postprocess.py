@@ -44,9 +44,10 @@ def main() -> int:
     import sparseviz.attacks.sparse as sparse
     from sparseviz.attacks import sparse_attack
     from sparseviz.attacks.checks import Checker
-    from sparseviz.bench import choose_target
+    from sparseviz.audit.bench import choose_target
     from sparseviz.images import load_image, to_tensor
-    from sparseviz.models import _INVOCATIONS, count_invocations, load_model
+    from sparseviz.models import count_invocations, load_model
+    from sparseviz.models.wrapper import _INVOCATIONS
 
     model = load_model("efficientnet_lite0", device="cpu")
     if args.mode == "cache":

@@ -10,7 +10,7 @@ shift || true
 # One torch thread: on a shared 2-core machine two threads contend with other work and
 # run ~3x slower per forward pass; the same setting applies to every attack.
 exec sparseviz bench \
-  --images assets \
+  --images sparseviz/assets \
   --model efficientnet_lite0 \
   --attacks sparse,sparsefool,pgd0,sparse_rs,jsma,greedy,pgd,fgsm \
   --transfer efficientnet_lite1 \

@@ -14,7 +14,7 @@ import statistics
 import torch
 
 from sparseviz.attacks.sparse import SparseConfig, sparse_attack
-from sparseviz.gallery import bundled_images, load_bundled
+from sparseviz.images.gallery import bundled_images, load_bundled
 from sparseviz.images import to_tensor
 from sparseviz.models import load_model
 

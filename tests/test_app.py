@@ -9,8 +9,8 @@ import torch
 
 from hostile_corpus import build_corpus
 from sparseviz.attacks import SparseConfig, sparse_attack
-from sparseviz.demo import DEFAULT_PHOTO
-from sparseviz.gallery import load_bundled
+from sparseviz.app.demo import DEFAULT_PHOTO
+from sparseviz.images.gallery import load_bundled
 from sparseviz.images import to_tensor
 from sparseviz.images import load_upload
 

@@ -18,7 +18,7 @@ import pytest
 from conftest import make_tiny_model
 from sparseviz import cli
 from sparseviz.attacks import SparseConfig
-from sparseviz.gallery import ASSETS_DIR, bundled_images
+from sparseviz.images.gallery import ASSETS_DIR, bundled_images
 from sparseviz.models import MODELS, ModelSpec
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
@@ -39,7 +39,7 @@ def _audit_page(photos: list[str] | None = None):
 
     at = AppTest.from_file(APP, default_timeout=120)
     at.run()
-    at.switch_page("app_pages/audit.py").run()
+    at.switch_page("sparseviz/app/pages/audit.py").run()
     assert not at.exception, at.exception
     at.selectbox(key="audit_model").set_value("tiny")
     at.number_input(key="audit_steps").set_value(STEPS)
@@ -99,7 +99,7 @@ def test_open_fragile_image_in_single_view(tiny_registered):
     shown = {m.label: m.value for m in at.metric}
     assert int(shown["pixels changed"]) == int(first["pixels"])
     # back on the Audit page, its run is still there
-    at.switch_page("app_pages/audit.py").run()
+    at.switch_page("sparseviz/app/pages/audit.py").run()
     assert not at.exception and "audit_run" in at.session_state
 
 
@@ -141,9 +141,9 @@ def test_nothing_usable_is_a_message(tiny_registered):
 
 def test_stop_keeps_the_images_done(one_torch_thread, tmp_path):
     """The library's audit stops between images when asked and reports what it did (the page's Stop)."""
-    from sparseviz.audit import write_audit
-    from sparseviz.audit_inputs import collect_gallery, decode
-    from sparseviz.audit_session import run_in_memory
+    from sparseviz.audit.run import write_audit
+    from sparseviz.audit.inputs import collect_gallery, decode
+    from sparseviz.audit.session import run_in_memory
 
     model = make_tiny_model()
     folder = decode(collect_gallery(["coffee", "chelsea", "camera"]), model)
@@ -177,7 +177,7 @@ def test_results_stay_when_settings_change_and_come_back(tiny_registered):
     assert len(at.session_state["results"]) == 2
     at.selectbox(key="bundled").set_value("coffee").run()  # back to coffee: its result, no click needed
     assert {m.label: m.value for m in at.metric}["pixels changed"] == first
-    at.switch_page("app_pages/audit.py").run()  # a visit to the other page, then back by its link
+    at.switch_page("sparseviz/app/pages/audit.py").run()  # a visit to the other page, then back by its link
     at.session_state["switch_to_single"] = True  # what the sidebar link does (AppTest cannot click it)
     at.run()
     assert not at.exception, at.exception
@@ -191,9 +191,9 @@ def test_ray_engine_is_offered_when_configured(tiny_registered, monkeypatch):
 
     Ray itself is replaced by the local engine on that folder (tests/test_ray_audit.py covers Ray).
     """
-    from sparseviz import audit_ray
-    from sparseviz.audit import run_audit
-    from sparseviz.bench import load_folder
+    from sparseviz.audit import ray_engine as audit_ray
+    from sparseviz.audit.run import run_audit
+    from sparseviz.images.folders import load_folder
 
     calls: list[dict] = []
 

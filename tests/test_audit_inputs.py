@@ -7,8 +7,8 @@ import zipfile
 
 from conftest import make_tiny_model
 from hostile_corpus import build_corpus
-from sparseviz.audit_inputs import BatchLimits, clean_name, collect_gallery, collect_uploads, collect_zip, decode
-from sparseviz.gallery import bundled_images
+from sparseviz.audit.inputs import BatchLimits, clean_name, collect_gallery, collect_uploads, collect_zip, decode
+from sparseviz.images.gallery import bundled_images
 from sparseviz.images import ImageLimits
 
 COFFEE = bundled_images()["coffee"].read_bytes()

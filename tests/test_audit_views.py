@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from sparseviz.audit import AUDIT_COLUMNS, AuditReport
-from sparseviz.audit_session import extremes, success_rate, thumbnail_path
-from sparseviz.audit_views import class_flow, flow_figure, kind_shares, kinds_figure, pixels_figure, rows_table
+from sparseviz.audit.run import AUDIT_COLUMNS, AuditReport
+from sparseviz.audit.session import extremes, success_rate, thumbnail_path
+from sparseviz.views.audit_charts import class_flow, flow_figure, kind_shares, kinds_figure, pixels_figure, rows_table
 
 
 def _row(image: str, true: str, pixels: int | None, adv: str = "", kinds: tuple[int, int, int, int] = (0, 0, 0, 0),

@@ -10,10 +10,11 @@ import torch
 
 from sparseviz import cli
 from sparseviz.attacks.base import is_adversarial, to_uint8
-from sparseviz.bench import (
-    BenchRun, band_table, build_config, confidence_band, head_to_head, load_folder, parse_overrides, summary_table,
+from sparseviz.audit.bench import (
+    BenchRun, band_table, build_config, confidence_band, head_to_head, parse_overrides, summary_table,
 )
 from sparseviz.images import load_image, save_png, to_tensor
+from sparseviz.images.folders import load_folder
 from tests.conftest import make_tiny_model
 
 FAST_SETTINGS = [

@@ -191,7 +191,7 @@ def test_browser_run_explain_and_bad_upload(server, tmp_path):
             page.get_by_role("link", name="Audit").click()
             page.get_by_text("upload files or a zip").click()
             uploader = page.locator('[data-testid="stFileUploader"] input[type="file"]')
-            uploader.set_input_files([str(ROOT / "assets" / name) for name in AUDIT_PHOTOS])
+            uploader.set_input_files([str(ROOT / "sparseviz" / "assets" / name) for name in AUDIT_PHOTOS])
             page.get_by_text(AUDIT_PHOTOS[-1]).first.wait_for(timeout=60_000)
             page.get_by_role("button", name="Run audit").click()
             page.get_by_text("Most fragile (fewest pixels)").first.wait_for(timeout=RESULT_TIMEOUT_MS * 2)

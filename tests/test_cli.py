@@ -10,7 +10,7 @@ import torch
 
 from sparseviz.attacks.base import to_uint8
 from sparseviz.cli import main
-from sparseviz.gallery import bundled_images
+from sparseviz.images.gallery import bundled_images
 from sparseviz.images import load_image, to_tensor
 
 REPORT_KEYS = {

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from sparseviz.attacks.sparse import SparseConfig, sparse_attack
-from sparseviz.gallery import load_bundled
+from sparseviz.images.gallery import load_bundled
 from sparseviz.images import to_tensor
-from sparseviz.interpret import explain
+from sparseviz.explain.interpret import explain
 
 CONFIG = SparseConfig(steps=20, patience=6)
 

@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from sparseviz.contributions import PixelGame, SplitConfig, split, split_label
-from sparseviz.hygiene import EvalMode, hooks_on
+from sparseviz.explain.contributions import PixelGame, SplitConfig, split, split_label
+from sparseviz.explain.hygiene import EvalMode, hooks_on
 from sparseviz.models import ImageClassifier
-from sparseviz.proof import prove, sentence
+from sparseviz.explain.proof import prove, sentence
 
 SIZE = 8
 METHODS = [SplitConfig(method="integrated_gradients"), SplitConfig(method="shapley"),
@@ -329,7 +329,7 @@ def test_smallest_flipping_set_matches_brute_force():
 @pytest.mark.slow
 def test_completeness_on_the_real_model(real_model):
     """IG (16 midpoint steps) adds up to within 10% of the margin change; sampled Shapley exactly."""
-    from sparseviz.gallery import bundled_images
+    from sparseviz.images.gallery import bundled_images
     from sparseviz.images import load_image, to_tensor
 
     clean = real_model.preprocess(to_tensor(load_image(bundled_images()["chelsea"]).image))

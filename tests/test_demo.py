@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 
 from conftest import make_tiny_model
-from sparseviz import demo, warmup
+from sparseviz.app import demo, warmup
 from sparseviz.attacks import SparseConfig
 from sparseviz.attacks.base import AttackResult
-from sparseviz.gallery import bundled_images
+from sparseviz.images.gallery import bundled_images
 from sparseviz.models import imagenet_categories
 
 NAMES = ["espresso", "cup", "soup bowl", "tabby"]
@@ -65,7 +65,7 @@ def test_presets_use_bundled_photos_and_real_classes():
 
 def test_warmup_result_is_the_same_attack(monkeypatch, one_torch_thread):
     """The prefetched default flip equals a fresh attack with the same photo, model and settings."""
-    from sparseviz import warmup as module
+    from sparseviz.app import warmup as module
     from sparseviz.attacks import sparse_attack
 
     model = make_tiny_model()

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import make_tiny_model
-from sparseviz import experiments
+from sparseviz.audit import experiments
 from sparseviz.models import user_model_info
 from sparseviz.attacks import SparseConfig, sparse_attack
 

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from sparseviz.cli import main
-from sparseviz.gallery import bundled_images
-from sparseviz.proof import VERDICTS
+from sparseviz.images.gallery import bundled_images
+from sparseviz.explain.proof import VERDICTS
 
 
 @pytest.mark.slow

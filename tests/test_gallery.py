@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sparseviz.gallery import ASSETS_DIR, bundled_images, load_bundled
+from sparseviz.images.gallery import ASSETS_DIR, bundled_images, load_bundled
 from sparseviz.images import ImageLoadError, to_tensor
 from sparseviz.models import ImageClassifier
 

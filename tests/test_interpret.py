@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from sparseviz.attacks.base import finalize
-from sparseviz.interpret import (
+from sparseviz.explain.interpret import (
     ExplainConfig,
     explain,
     explain_pixels,
@@ -258,7 +258,7 @@ def test_json_and_figures_written(region_model, tmp_path):
     from PIL import Image
 
     from sparseviz.commands.explain import write_explanation
-    from sparseviz.figures import save_figures
+    from sparseviz.views.figures import save_figures
 
     result = two_region_result(region_model)
     exp = explain(region_model, result, method="gradcam")

@@ -10,9 +10,9 @@ import threading
 import pytest
 import torch
 
-from sparseviz import jobs
+from sparseviz.app import jobs
 from sparseviz.attacks import SparseConfig, sparse_attack
-from sparseviz.jobs import JobContext, JobPool
+from sparseviz.app.jobs import JobContext, JobPool
 
 DEADLINE = 60.0  # seconds any single wait may take before the test fails
 

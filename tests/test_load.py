@@ -51,7 +51,7 @@ def server():
 def _expected_pixels(photos: list[str]) -> dict[str, int]:
     """The same quick attacks run directly in this process (one thread, as the server)."""
     from sparseviz.attacks import SparseConfig, sparse_attack
-    from sparseviz.gallery import load_bundled
+    from sparseviz.images.gallery import load_bundled
     from sparseviz.images import to_tensor
     from sparseviz.models import load_model
 

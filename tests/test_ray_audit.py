@@ -39,11 +39,11 @@ os.environ.update({
 ray = pytest.importorskip("ray")
 
 from sparseviz import cli  # noqa: E402
-from sparseviz.audit import AUDIT_COLUMNS, run_audit, write_audit  # noqa: E402
-from sparseviz.audit_ray import (  # noqa: E402
+from sparseviz.audit.run import AUDIT_COLUMNS, run_audit, write_audit  # noqa: E402
+from sparseviz.audit.ray_engine import (  # noqa: E402
     ROWS_FILE, RayAuditError, RaySettings, RowLog, image_key, run_ray_audit, settings_digest,
 )
-from sparseviz.bench import load_folder  # noqa: E402
+from sparseviz.images.folders import load_folder  # noqa: E402
 from sparseviz.images import save_png  # noqa: E402
 from sparseviz.models import ModelError  # noqa: E402
 from tests.conftest import make_tiny_model  # noqa: E402
@@ -213,7 +213,7 @@ def test_bad_addresses_answer_in_one_line_at_once(tmp_path: Path) -> None:
 
 def test_cli_on_a_started_head_matches_local(ray_head: str, photos: Path, local_csv: list, tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
-    monkeypatch.setattr("sparseviz.audit_ray.RegistryModel", TinyRegistry)
+    monkeypatch.setattr("sparseviz.audit.ray_engine.RegistryModel", TinyRegistry)
     out = tmp_path / "out"
     command = ["audit", str(photos), "--out", str(out), "--engine", "ray", "--address", ray_head, "--set", STEPS,
                "--batch-size", "3"]

@@ -11,7 +11,7 @@ import torch
 
 from sparseviz.attacks import ATTACKS
 from sparseviz.images import load_image, to_tensor, to_uint8
-from sparseviz.report import (
+from sparseviz.views.report import (
     attack_report,
     changed_pixels,
     html_table,

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from sparseviz import views
+from sparseviz.views import charts as views
+from sparseviz.views.report import png_bytes
 from sparseviz.images import load_upload
-from sparseviz.report import changed_pixels, top_k
+from sparseviz.views.report import changed_pixels, top_k
 
 
 def _pair():
@@ -156,7 +157,7 @@ def test_closeups_keep_the_largest_changes():
 
 
 def test_sweep_figure_marks_failures():
-    from sparseviz.experiments import SweepPoint
+    from sparseviz.audit.experiments import SweepPoint
 
     points = [SweepPoint(w, ok, px, px * 3, 1, conf, 0.1, 1.0, False)
               for w, ok, px, conf in ((0.5, True, 9, 0.8), (1.0, True, 4, 0.6), (4.0, False, 0, 0.5))]
@@ -168,7 +169,7 @@ def test_sweep_figure_marks_failures():
 
 
 def test_transfer_table_verdicts():
-    from sparseviz.experiments import TransferRow
+    from sparseviz.audit.experiments import TransferRow
 
     rows = [TransferRow("a", 1, "cat", 2, "dog", 0.9, 0.1, True, ""),
             TransferRow("b", 1, "cat", 1, "cat", 0.9, 0.8, False, ""),
@@ -184,7 +185,7 @@ def test_png_bytes_are_the_measured_8bit_values():
     from PIL import Image
 
     original, adversarial = _pair()
-    data = views.png_bytes(adversarial)
+    data = png_bytes(adversarial)
     decoded = np.asarray(Image.open(io.BytesIO(data)))
     assert np.array_equal(decoded, views.to_uint8_hwc(adversarial))
     assert decoded[2, 3].tolist() == [255, 0, 0]

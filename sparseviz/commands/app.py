@@ -11,17 +11,17 @@ import argparse
 import os
 import sys
 
+from ..app.demo import flip_headline
+from ..app.launch import serve
+from ..app.warmup import DISABLE_ENV, start
 from ..attacks.base import AttackResult
-from ..demo import flip_headline
-from ..gallery import ASSETS_DIR
 from ..models import DEFAULT_MODEL, load_model
-from ..warmup import DISABLE_ENV, start
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "app", help="start the web app (default model and first flip computed at server start)",
-        description="Start the Streamlit app from this source checkout. Extra arguments after -- go to "
+        description="Start the Streamlit app. Extra arguments after -- go to "
         "`streamlit run` (e.g. -- --server.address 0.0.0.0).",
     )
     parser.add_argument("--port", type=int, default=8501, help="port to serve on (default 8501)")
@@ -42,23 +42,10 @@ def _report(outcome: AttackResult | BaseException, seconds: float) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    root = ASSETS_DIR.parent
-    script = root / "app.py"
-    if not script.is_file():
-        raise ValueError(f"no app.py next to {ASSETS_DIR}: `sparseviz app` runs from a source checkout.")
     if not 1 <= args.port <= 65535:
         raise ValueError(f"--port must be in 1..65535; got {args.port}.")
     if args.no_warmup:
         os.environ[DISABLE_ENV] = "1"
     else:
         start(on_done=_report)
-    extra = [a for a in args.streamlit_args if a != "--"]
-    os.chdir(root)  # Streamlit reads .streamlit/config.toml from the working directory
-    from streamlit.web import cli as streamlit_cli
-
-    sys.argv = ["streamlit", "run", str(script), "--server.port", str(args.port), *extra]
-    try:
-        streamlit_cli.main()
-    except SystemExit as done:
-        return int(done.code or 0)
-    return 0
+    return serve(args.port, [a for a in args.streamlit_args if a != "--"])

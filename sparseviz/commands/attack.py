@@ -14,7 +14,7 @@ from ..attacks.base import AttackProgress
 from ..attacks.sparse import SparseConfig, sparse_attack
 from ..images import load_image, save_png, to_tensor
 from ..models import DEFAULT_MODEL, ImageClassifier, load_model
-from ..report import attack_report, save_verified_png
+from ..views.report import attack_report, save_verified_png
 
 
 def add_photo_arguments(parser: argparse.ArgumentParser, out_help: str) -> None:

@@ -16,9 +16,9 @@ import torch
 from tqdm import tqdm
 
 from ..attacks import ATTACKS
-from ..audit import AuditReport, run_audit, write_audit
-from ..bench import build_config, load_folder, parse_overrides
-from ..images import image_files
+from ..audit.run import AuditReport, run_audit, write_audit
+from ..audit.bench import build_config, parse_overrides
+from ..images.folders import image_files, load_folder
 from ..models import DEFAULT_MODEL, load_model
 
 
@@ -95,7 +95,7 @@ def _run_local(args: argparse.Namespace, config: Any) -> AuditReport:
 
 
 def _run_ray(args: argparse.Namespace, config: Any) -> AuditReport:
-    from ..audit_ray import RaySettings, RegistryModel, run_ray_audit
+    from ..audit.ray_engine import RaySettings, RegistryModel, run_ray_audit
 
     if args.limit is not None:
         raise ValueError("--limit is for --engine local; give --engine ray a folder with the images to audit.")

@@ -11,7 +11,8 @@ import torch
 from tqdm import tqdm
 
 from ..attacks import ATTACKS
-from ..bench import build_config, load_folder, parse_overrides, run_bench, summary_table, write_csv, write_summary
+from ..images.folders import load_folder
+from ..audit.bench import build_config, parse_overrides, run_bench, summary_table, write_csv, write_summary
 from ..models import DEFAULT_MODEL, load_model
 
 DEFAULT_ATTACKS = "sparse,sparsefool,pgd0,sparse_rs,pgd,fgsm"

@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..contributions import SPLIT_METHODS, SplitConfig
-from ..interpret import METHODS, ExplainConfig, Explanation
-from ..proof import VERDICTS
+from ..explain.contributions import SPLIT_METHODS, SplitConfig
+from ..explain.interpret import METHODS, ExplainConfig, Explanation
+from ..explain.proof import VERDICTS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -69,9 +69,9 @@ def _progress(fraction: float, stage: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..attacks import options
     from ..attacks.sparse import SparseConfig, sparse_attack
-    from ..figures import save_figures
+    from ..views.figures import save_figures
     from ..images import save_png
-    from ..interpret import explain
+    from ..explain.interpret import explain
     from .attack import load_photo
 
     try:

@@ -39,11 +39,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .attacks.base import AttackResult, to_uint8
+from ..attacks.base import AttackResult, to_uint8
 from .contributions import KINDS, Contributions, PixelGame, Progress, SplitConfig, label_rule, split
 from .hygiene import EvalMode, hooks_on, model_lock
-from .models import ImageClassifier
-from .proof import Ablation, GroupRow, JointAction, prove, sentence
+from ..models import ImageClassifier
+from .proof import GroupRow, JointAction, prove, sentence
 
 __all__ = ["METHODS", "KINDS", "MAP_KEYS", "ExplainConfig", "Explanation", "PixelRecord", "explain",
            "explain_pixels", "hooks_on", "model_lock", "agreement_score", "attribution_maps", "find_cam_layer", "guided_backprop_coverage"]

@@ -23,12 +23,13 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from .attacks import ATTACKS
-from .attacks.base import AttackResult, to_uint8
-from .bench import BenchImage, LoadedFolder, machine_info
-from .interpret import explain_pixels
-from .models import ImageClassifier
-from .report import html_table, markdown_table, png_bytes
+from ..attacks import ATTACKS
+from ..attacks.base import AttackResult, to_uint8
+from ..images.folders import BenchImage, LoadedFolder
+from .bench import machine_info
+from ..explain.interpret import explain_pixels
+from ..models import ImageClassifier
+from ..views.report import html_table, markdown_table, png_bytes
 
 # Histogram bins for minimal pixel counts: (label, lowest, highest).
 PIXEL_BINS = [("1", 1, 1), ("2-5", 2, 5), ("6-10", 6, 10), ("11-20", 11, 20), ("21-50", 21, 50),

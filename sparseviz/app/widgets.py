@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .attacks import options
+from ..attacks import options
 
 
 def option_widget(container: Any, config_type: type, name: str, *, key: str, value: Any = None,

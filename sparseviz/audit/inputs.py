@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Iterable, Sequence
 
-from .bench import BenchImage, LoadedFolder
-from .gallery import bundled_images
-from .images import ImageLimits, load_image, to_tensor
-from .models import ImageClassifier
+from ..images.folders import BenchImage, LoadedFolder
+from ..images.gallery import bundled_images
+from ..images import ImageLimits, load_image, to_tensor
+from ..models import ImageClassifier
 
 _ARCHIVE_SUFFIXES = {".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar", ".zst"}
 _JUNK_PREFIXES = ("__MACOSX/",)  # resource forks macOS adds to every zip: not the user's images

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageColor, ImageDraw, ImageFont
 
-from .attacks.base import AttackResult, to_uint8
-from .interpret import MAP_KEYS, Explanation
-from .proof import VERDICTS
-from .views import KIND_COLOURS as KIND_HEX
+from ..attacks.base import AttackResult, to_uint8
+from ..explain.interpret import MAP_KEYS, Explanation
+from ..explain.proof import VERDICTS
+from .colours import KIND_COLOURS as KIND_HEX
 
 KIND_COLOURS = {kind: ImageColor.getrgb(colour)[:3] for kind, colour in KIND_HEX.items()}  # the app's colours, as RGB
 _PANEL = 224

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import BinaryIO, Callable
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps
 
 SUPPORTED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
@@ -588,35 +587,6 @@ def load_image(
         raise
 
 
-def quantize(images: torch.Tensor) -> torch.Tensor:
-    """Round to the nearest 8-bit value, as saving to PNG would (any shape, floats in [0, 1])."""
-    return torch.round(images.clamp(0.0, 1.0) * 255.0) / 255.0
-
-
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """The 8-bit values a PNG save would hold (any shape, floats in [0, 1])."""
-    return torch.round(images.detach().clamp(0.0, 1.0) * 255.0).to(torch.uint8)
-
-
-def to_tensor(image: Image.Image) -> torch.Tensor:
-    """PIL RGB -> float tensor (3, H, W) in [0, 1]."""
-    array = np.asarray(image.convert("RGB"), dtype=np.uint8)
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).float() / 255.0
-
-
-def to_pil(image: torch.Tensor) -> Image.Image:
-    """Float tensor (3, H, W) in [0, 1] -> 8-bit PIL RGB (rounded, as saved)."""
-    return Image.fromarray(to_uint8(image.cpu()).permute(1, 2, 0).numpy(), mode="RGB")
-
-
-def save_png(image: torch.Tensor, path: str | Path) -> Path:
-    """Save losslessly; the file holds exactly the 8-bit values every metric was measured on."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    to_pil(image).save(path, format="PNG")
-    return path
-
-
 def load_upload(name: str, data: bytes) -> LoadedImage | str:
     """Load an uploaded file: a ``LoadedImage``, or a one-line error message (never a traceback)."""
     try:
@@ -627,28 +597,3 @@ def load_upload(name: str, data: bytes) -> LoadedImage | str:
     except Exception as error:  # noqa: BLE001 - a decoder bug must still not reach the user as a traceback
         return f"{name}: could not read this file as an image ({type(error).__name__})."
 
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
-
-
-def image_files(folder: str | Path) -> tuple[list[tuple[Path, str | None]], str]:
-    """Files of a folder to read as images, each with its class folder name (None for a flat folder).
-
-    A folder of subfolders is ImageFolder-style ("class folders"); otherwise it is "flat".
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ValueError(f"{folder} is not a folder of images.")
-    entries = sorted(folder.iterdir())
-    subfolders = [p for p in entries if p.is_dir() and not p.name.startswith(".")]
-    files: list[tuple[Path, str | None]] = [
-        (p, None) for p in entries if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
-    ]
-    if subfolders:
-        for sub in subfolders:
-            files += [(p, sub.name) for p in sorted(sub.iterdir()) if p.is_file() and not p.name.startswith(".")]
-        return files, "class folders"
-    # Files without a suffix are tried too (the loader sniffs content; failures are reported);
-    # documents next to the photos (ATTRIBUTION.md, labels.csv) are not images and are left alone.
-    files += [(p, None) for p in entries if p.is_file() and not p.name.startswith(".") and not p.suffix]
-    return sorted(files), "flat"

@@ -20,12 +20,12 @@ from typing import Any, Callable
 
 import torch
 
-from .attacks.base import AttackResult, is_adversarial
-from .audit import AuditReport, run_audit, write_audit
-from .audit_inputs import Collected
-from .bench import LoadedFolder
-from .images import load_image, to_tensor
-from .models import ImageClassifier
+from ..attacks.base import AttackResult, is_adversarial
+from .run import AuditReport, run_audit, write_audit
+from .inputs import Collected
+from ..images.folders import LoadedFolder
+from ..images import load_image, to_tensor
+from ..models import ImageClassifier
 
 REPORT_FILES = ("audit.csv", "report.html", "report.md")
 
@@ -77,7 +77,7 @@ def run_on_ray(model_name: str, collected: Collected, *, config: Any = None, add
     The files are written flat (``a/b.png`` as ``a__b.png``) so the engine reads them as one
     unlabelled folder, as the local engine does; rows are named by those flat names.
     """
-    from .audit_ray import RaySettings, RegistryModel, run_ray_audit
+    from .ray_engine import RaySettings, RegistryModel, run_ray_audit
 
     settings = RaySettings(address=None if address == "local" else address)
     with tempfile.TemporaryDirectory(prefix="sparseviz-audit-") as scratch:

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import torch
 
-from .attacks.base import AttackResult
+from ..attacks.base import AttackResult
 
 # The model (EfficientNet-Lite0) calls coffee.png "espresso" at 94.6%: a confident prediction, so
 # the flip shows that a few pixels fool a *sure* model (chelsea, the old default, is a 39/35 cat tie).

@@ -13,14 +13,9 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from .images import to_uint8
-from .report import changed_pixels, png_bytes, top_k
-
-# One colour per obscuring/leading kind, used for markers and bars alike.
-# Saturated so that a 16 px ring reads on fur, sky and skin alike (and on a projector).
-KIND_COLOURS = {"obscuring": "#00a2ff", "leading": "#ff2d2d", "both": "#ff00e6", "neither": "#ffd400"}
-RING_COLOUR = "#00e5ff"  # cyan rings show on both light and dark photo regions
-
+from ..images import to_uint8
+from .colours import KIND_COLOURS, RING_COLOUR
+from .report import changed_pixels, top_k
 
 def value_of(record: Any, name: str, default: Any = None) -> Any:
     """One value of a record: a dataclass attribute (interpret's records) or a dict key (their JSON)."""

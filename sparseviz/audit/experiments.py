@@ -11,10 +11,10 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 
-from .attacks.base import AttackResult, StopCheck
-from .attacks.sparse import SparseConfig, sparse_attack
-from .models import ImageClassifier
-from .report import transfer_fooled
+from ..attacks.base import AttackResult, StopCheck
+from ..attacks.sparse import SparseConfig, sparse_attack
+from ..models import ImageClassifier
+from ..views.report import transfer_fooled
 
 DEFAULT_SWEEP = (0.25, 0.5, 1.0, 2.0, 4.0)  # spans "many pixels, confident" to "fewest pixels, may fail"
 

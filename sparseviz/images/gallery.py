@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .images import ImageLoadError, LoadedImage, load_image
+from .decode import ImageLoadError, LoadedImage, load_image
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 _SUFFIXES = {".png", ".jpg", ".jpeg"}

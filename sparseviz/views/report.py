@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from PIL import Image
 
-from .attacks.base import AttackResult
-from .images import to_pil, to_tensor, to_uint8
+from ..attacks.base import AttackResult
+from ..images import to_pil, to_tensor, to_uint8
 
 
 def changed_pixels(original: torch.Tensor, adversarial: torch.Tensor) -> list[dict[str, Any]]:

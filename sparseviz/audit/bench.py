@@ -22,82 +22,11 @@ from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
-from .attacks import ATTACKS, options
-from .attacks.base import AttackResult
-from .images import ImageLoadError, image_files, load_image, to_tensor
-from .models import ImageClassifier
-from .report import html_table, markdown_table, save_verified_png, transfer_fooled
-
-
-# --- inputs ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BenchImage:
-    name: str  # path relative to the folder, e.g. "cat/chelsea.png" or "chelsea.png"
-    image: torch.Tensor  # (3, H, W) preprocessed for the model, 8-bit exact
-    folder_label: int | None  # from an ImageFolder-style class subfolder, else None
-
-
-@dataclass(frozen=True)
-class LoadedFolder:
-    images: list[BenchImage]
-    skipped: list[tuple[str, str]]  # (file, one-line reason): unreadable files, unknown class folders
-    layout: str  # "flat" or "class folders"
-
-
-def folder_class(model: ImageClassifier, name: str) -> int:
-    """The class a folder name stands for: an index, an exact name, or with '_' for ' '."""
-    for candidate in (name, name.replace("_", " ")):
-        try:
-            return model.class_index(candidate)
-        except ValueError:
-            continue
-    raise ValueError(f"folder {name!r} is not a class of {model.name} (use a class index or exact class name).")
-
-
-def load_file(
-    path: Path, relative: str, class_name: str | None, model: ImageClassifier, class_cache: dict[str, int | str] | None = None
-) -> BenchImage | tuple[str, str]:
-    """One file as a preprocessed image, or ``(relative, one-line reason)`` when it cannot be used.
-
-    Shared by the local folder loader and the distributed audit's decode tasks, so both
-    skip the same files with the same words.
-    """
-    cache = class_cache if class_cache is not None else {}
-    label = None
-    if class_name is not None:
-        if class_name not in cache:
-            try:
-                cache[class_name] = folder_class(model, class_name)
-            except ValueError as error:
-                cache[class_name] = str(error)
-        if isinstance(cache[class_name], str):
-            return relative, str(cache[class_name])
-        label = int(cache[class_name])
-    try:
-        loaded = load_image(path)
-    except ImageLoadError as error:
-        reason = str(error)
-        return relative, reason[len(path.name) + 2 :] if reason.startswith(f"{path.name}: ") else reason
-    return BenchImage(relative, model.preprocess(to_tensor(loaded.image)), label)
-
-
-def load_folder(folder: str | Path, model: ImageClassifier, *, limit: int | None = None) -> LoadedFolder:
-    """Load and preprocess every image of a folder, skipping (and reporting) what cannot be used."""
-    files, layout = image_files(Path(folder))
-    images: list[BenchImage] = []
-    skipped: list[tuple[str, str]] = []
-    class_cache: dict[str, int | str] = {}
-    for path, class_name in files:
-        loaded = load_file(path, str(path.relative_to(folder)), class_name, model, class_cache)
-        if isinstance(loaded, tuple):
-            skipped.append(loaded)
-            continue
-        images.append(loaded)
-        if limit is not None and len(images) >= limit:
-            break
-    return LoadedFolder(images, skipped, layout)
+from ..attacks import ATTACKS, options
+from ..attacks.base import AttackResult
+from ..images.folders import BenchImage
+from ..models import ImageClassifier
+from ..views.report import html_table, markdown_table, save_verified_png, transfer_fooled
 
 
 # --- configs ----------------------------------------------------------------------------

@@ -14,12 +14,15 @@ from typing import Any, cast
 
 import streamlit as st
 
-from app_pool import cached_model, pooled
-from sparseviz import audit_inputs, audit_session, audit_views, demo, jobs
-from sparseviz.attacks import SparseConfig
-from sparseviz.bench import LoadedFolder
-from sparseviz.models import DEFAULT_MODEL, MODELS, ImageClassifier, ModelError
-from sparseviz.widgets import option_widget
+from .pool import cached_model, pooled
+from ..audit import inputs as audit_inputs
+from ..audit import session as audit_session
+from ..views import audit_charts
+from . import demo, jobs
+from ..attacks import SparseConfig
+from ..images.folders import LoadedFolder
+from ..models import DEFAULT_MODEL, MODELS, ImageClassifier, ModelError
+from .widgets import option_widget
 
 GALLERY = "bundled gallery"
 UPLOAD = "upload files or a zip"
@@ -41,7 +44,7 @@ def inputs_ui() -> tuple[str, SparseConfig] | None:
                                       else 0, key="audit_model")
     source = st.sidebar.radio("images", [GALLERY, UPLOAD], key="audit_source")
     if source == GALLERY:
-        from sparseviz.gallery import bundled_images
+        from ..images.gallery import bundled_images
 
         gallery = list(bundled_images())
         st.sidebar.multiselect("bundled photos", gallery, default=gallery, key="audit_gallery")
@@ -191,15 +194,15 @@ def results_ui(kept: dict) -> None:
     if report.meta.get("stopped"):
         st.warning(f"Stopped: {report.meta['not_run']} image(s) were not attacked; everything below covers the "
                    f"{len(report.rows)} done.")
-    st.plotly_chart(audit_views.pixels_figure(report), width="stretch", key="audit_pixels")
+    st.plotly_chart(audit_charts.pixels_figure(report), width="stretch", key="audit_pixels")
     most, least = audit_session.extremes(report, SHOWN)
     thumbnails_ui(kept, most, "Most fragile (fewest pixels): original | adversarial | changed pixels", "open_most")
     thumbnails_ui(kept, least, "Least fragile (most pixels, or not fooled)", "open_least")
     left, right = st.columns(2)
-    left.plotly_chart(audit_views.flow_figure(report), width="stretch", key="audit_flow")
-    if audit_views.kind_shares(report):
-        right.plotly_chart(audit_views.kinds_figure(report), width="stretch", key="audit_kinds")
-    st.dataframe(audit_views.rows_table(report), width="stretch", hide_index=True, key="audit_table")
+    left.plotly_chart(audit_charts.flow_figure(report), width="stretch", key="audit_flow")
+    if audit_charts.kind_shares(report):
+        right.plotly_chart(audit_charts.kinds_figure(report), width="stretch", key="audit_kinds")
+    st.dataframe(audit_charts.rows_table(report), width="stretch", hide_index=True, key="audit_table")
     if report.skipped:
         st.markdown("**Skipped files**")
         st.dataframe([{"file": name, "reason": reason} for name, reason in report.skipped], width="stretch",
@@ -230,5 +233,3 @@ def page() -> None:
         return
     results_ui(kept)
 
-
-page()

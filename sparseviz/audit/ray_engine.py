@@ -37,13 +37,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .attacks import ATTACKS
-from .attacks.base import to_uint8
-from .audit import AuditReport, audit_batch, audit_meta, build_report, write_files
-from .bench import BenchImage, load_file, machine_info
-from .images import image_files
-from .images import ImageLimits
-from .models import ImageClassifier, load_model
+from ..attacks import ATTACKS
+from ..attacks.base import to_uint8
+from .run import AuditReport, audit_batch, audit_meta, build_report, write_files
+from ..images.folders import BenchImage, image_files, load_file
+from .bench import machine_info
+from ..images import ImageLimits
+from ..models import ImageClassifier, load_model
 
 ROWS_FILE = "rows.jsonl"  # one JSON object per image, appended as results arrive
 MODEL_PROBE_SECONDS = 600.0  # a worker that cannot build the model within this is reported, not waited on

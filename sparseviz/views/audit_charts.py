@@ -12,8 +12,8 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .audit import AuditReport, pixel_histogram
-from .views import KIND_COLOURS
+from ..audit.run import AuditReport, pixel_histogram
+from .colours import KIND_COLOURS
 
 KINDS = ("obscuring", "leading", "both", "neither")
 NOT_FOOLED = "not fooled"

@@ -60,7 +60,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .models import ImageClassifier
+from ..models import ImageClassifier
 
 SPLIT_METHODS = ("auto", "integrated_gradients", "shapley")
 KINDS = ("obscuring", "leading", "both", "neither")

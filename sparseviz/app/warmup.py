@@ -18,12 +18,12 @@ from typing import Callable
 
 import torch
 
-from .attacks import SparseConfig, sparse_attack
-from .attacks.base import AttackResult
+from ..attacks import SparseConfig, sparse_attack
+from ..attacks.base import AttackResult
 from .demo import DEFAULT_PHOTO
-from .gallery import load_bundled
-from .images import to_tensor
-from .models import DEFAULT_MODEL, ImageClassifier, load_model, resolve_device
+from ..images.gallery import load_bundled
+from ..images import to_tensor
+from ..models import DEFAULT_MODEL, ImageClassifier, load_model, resolve_device
 
 DISABLE_ENV = "SPARSEVIZ_NO_WARMUP"  # set to 1 to skip the prefetch (tests, memory-tight servers)
 

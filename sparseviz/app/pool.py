@@ -14,8 +14,8 @@ import streamlit as st
 import torch
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from sparseviz import jobs
-from sparseviz.models import ImageClassifier, load_model
+from . import jobs
+from ..models import ImageClassifier, load_model
 
 POLL_SECONDS = 0.25  # how often a waiting page refreshes its queue position / progress bar
 
@@ -33,9 +33,9 @@ def warm_worker() -> None:
     stalling every page. A throwaway attack, PGD and explanation on a tiny network pay them up front."""
     from torch import nn
 
-    from sparseviz import interpret
-    from sparseviz.attacks import SparseConfig, pgd, sparse_attack
-    from sparseviz.models import ImageClassifier
+    from ..explain import interpret
+    from ..attacks import SparseConfig, pgd, sparse_attack
+    from ..models import ImageClassifier
 
     with torch.random.fork_rng():  # fixed tiny weights; the global random state is left as it was
         torch.manual_seed(0)

@@ -1,0 +1,1 @@
+"""Page scripts that Streamlit runs by file."""
