@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Warm-up so the first image does not pay for lazy initialisation.
     warm = torch.rand(1, 3, model.input_size, model.input_size, device=model.device)
-    sparse_attack(model, warm, model.predict_proba(warm).argmax(1), config=SparseConfig(steps=2, prune=False))
+    sparse_attack(model, warm, model.predict_proba(warm).argmax(1), config=SparseConfig(steps=2).retuned(prune=False))
 
     rows: list[dict] = []
     for path in tqdm(paths, desc="photos", unit="img"):

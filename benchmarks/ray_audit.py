@@ -2,9 +2,9 @@
 
     python benchmarks/devset.py --out bench-out/devset
     python benchmarks/ray_audit.py --images bench-out/devset --count 20 --out bench-out/ray-audit \
-        --set steps=5 --set refine_steps=0 --set swap_rounds=0             # both parts
+        --set steps=5 --set tuning.refine_steps=0 --set tuning.swap_rounds=0             # both parts
     python benchmarks/ray_audit.py --images bench-out/devset --speed-only --speed-count 12 \
-        --out bench-out/ray-speed --set steps=5 --set refine_steps=0 --set swap_rounds=0
+        --out bench-out/ray-speed --set steps=5 --set tuning.refine_steps=0 --set tuning.swap_rounds=0
 
 1. ``sparseviz audit`` on the first ``--count`` photos with ``--engine local`` and, at the
    same time, ``--engine ray --workers 2`` (a private loopback Ray); the two ``audit.csv`` files are

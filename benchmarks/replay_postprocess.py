@@ -6,11 +6,11 @@ Pruning variants cost seconds per photo to compare this way instead of a whole a
     python benchmarks/replay_postprocess.py cache bench-out/devset bench-out/optcache
     # per variant: post-process every cached photo, print pixels, calls, invocations per stage
     python benchmarks/replay_postprocess.py run bench-out/optcache --bands high,mid
-    python benchmarks/replay_postprocess.py run bench-out/optcache --set refine_cycles=0 --set prune.exact_cap=96
+    python benchmarks/replay_postprocess.py run bench-out/optcache --set refine_cycles=0 --set exact_cap=96
     # targeted (bench's seeded random class), 4 photos per band
     python benchmarks/replay_postprocess.py cache bench-out/devset bench-out/optcache-t --targeted --limit 4
 
-``--set`` takes ``SparseConfig`` options, or ``prune.NAME`` for ``prune_batch``'s keyword arguments.
+``--set`` takes ``SparseConfig`` options and ``SparseTuning`` fields (changes to the preset of each photo's kind).
 Calls and invocations include the cached optimisation's; one torch thread; seconds are the
 post-processing's only. Each line: the optimisation's pixels, the final pixels, and per stage
 ``pixels after / model calls / invocations``.
@@ -41,9 +41,11 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    import sparseviz.attacks.sparse as sparse
-    from sparseviz.attacks import sparse_attack
-    from sparseviz.attacks.checks import Checker
+    import dataclasses
+
+    from sparseviz.attacks.sparse import SparseConfig, sparse_attack
+    from sparseviz.attacks.sparse import attack as steps, refine
+    from sparseviz.attacks.sparse.checks import Checker
     from sparseviz.audit.bench import choose_target
     from sparseviz.images import load_image, to_tensor
     from sparseviz.models import count_invocations, load_model
@@ -61,7 +63,7 @@ def main() -> int:
             image = model.preprocess(to_tensor(load_image(args.source / row["file"]).image))[None]
             label = model.predict_proba(image).argmax(1)
             target = torch.tensor([choose_target(int(label), model.num_classes, 0, index)]) if args.targeted else None
-            result = sparse_attack(model, image, label, targets=target, prune=False)
+            result = sparse_attack(model, image, label, targets=target, tuning_changes={"prune": False})
             torch.save({"image": image, "label": label, "target": target, "mask": result.pixel_mask,
                         "values": result.adversarials, "band": row["band"], "calls": int(result.model_calls[0]),
                         "invocations": int(result.model_invocations)}, out)
@@ -69,15 +71,16 @@ def main() -> int:
         return 0
 
     overrides = {key: json.loads(value) for key, value in (item.split("=", 1) for item in args.set)}
-    prune_options = {key[6:]: value for key, value in overrides.items() if key.startswith("prune.")}
-    config = sparse.SparseConfig(**{key: value for key, value in overrides.items() if not key.startswith("prune.")})
+    public = {field.name for field in dataclasses.fields(SparseConfig)}
+    config = SparseConfig(**{key: value for key, value in overrides.items() if key in public})
+    changes = {key: value for key, value in overrides.items() if key not in public}
     stages: list[str] = []
 
     def traced(name: str, function):  # type: ignore[no-untyped-def]
         def wrapper(checker, *a, **k):  # type: ignore[no-untyped-def]
             before, outer = int(checker.calls.sum()), _INVOCATIONS.get()
             with count_invocations() as inner:
-                out = function(checker, *a, **({**k, **prune_options} if name == "prune" else k))
+                out = function(checker, *a, **k)
             if outer is not None:
                 outer.value += inner.value
             masks = out[0] if isinstance(out, tuple) else out
@@ -85,12 +88,8 @@ def main() -> int:
             return out
         return wrapper
 
-    sparse.prune_batch = traced("prune", sparse.prune_batch)
-    sparse.shrink_batch = traced("swap", sparse.shrink_batch)
-
-    class Budget:
-        def spent(self) -> bool:
-            return False
+    refine.prune_batch = traced("prune", refine.prune_batch)
+    steps.shrink_batch = traced("swap", steps.shrink_batch)
 
     bands, rows = args.bands.split(","), []
     for path in sorted(args.source.glob("*.pt")):
@@ -101,9 +100,10 @@ def main() -> int:
         target = cached.get("target")
         start = time.perf_counter()
         with count_invocations() as invocations:
-            masks, values = sparse._prune_and_refine(
+            tuning = config.tuning_for(target is not None).changed(changes)
+            masks, values = steps.postprocess(
                 Checker(model, cached["label"], target, calls), cached["image"], cached["mask"], cached["values"],
-                config, Budget(), target is not None,  # type: ignore[arg-type]
+                tuning=tuning, required=config.required_margin(tuning), spent=lambda: False,
             )
         seconds = time.perf_counter() - start
         adversarial = torch.where(masks[:, None], values, cached["image"])

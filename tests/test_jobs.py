@@ -194,7 +194,7 @@ def test_pool_result_equals_a_direct_call(pool, tiny_model, tiny_images, one_tor
 
 def test_cancel_while_running_stops_within_a_step(pool, tiny_model, tiny_images, one_torch_thread):
     labels = tiny_model.predict_proba(tiny_images).argmax(1)
-    config = SparseConfig(steps=2000, patience=2000, seed=0)
+    config = SparseConfig(steps=2000, seed=0).retuned(patience=2000)
     steps: list[int] = []
     reached, cancelled = threading.Event(), threading.Event()
 

@@ -33,17 +33,12 @@ from ..views.report import html_table, markdown_table, save_verified_png, transf
 
 
 def build_config(attack: str, overrides: dict[str, str] | None = None, *, max_seconds: float | None = None) -> Any:
-    """An attack's config with string overrides (``{"max_iter": "10"}``), parsed and checked by its options."""
+    """An attack's config with string overrides (``{"max_iter": "10"}``, ``{"tuning.patience": "8"}``),
+    parsed and checked by its options (see ``options.build``)."""
     if attack not in ATTACKS:
         raise ValueError(f"unknown attack {attack!r}; choose from: {', '.join(ATTACKS)}.")
-    config_type = ATTACKS[attack].config_type
-    known = {option.name: option for option in options.specs(config_type)}
-    values: dict[str, Any] = {} if max_seconds is None else {"max_seconds": max_seconds}
-    for key, value in (overrides or {}).items():
-        if key not in known:
-            raise ValueError(f"{attack} has no option {key!r}; options: {', '.join(known)}.")
-        values[key] = options.parse_value(known[key], value, f"{attack}.{key}")
-    return config_type(**values)
+    fixed: dict[str, Any] = {} if max_seconds is None else {"max_seconds": max_seconds}
+    return options.build(ATTACKS[attack].config_type, overrides or {}, what=attack, **fixed)
 
 
 def parse_overrides(items: Iterable[str]) -> dict[str, dict[str, str]]:

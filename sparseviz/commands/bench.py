@@ -32,7 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--transfer", default="", metavar="MODEL,...", help="other models to test the adversarial images on")
     parser.add_argument("--out", required=True, type=Path, help="folder for results.csv, summary.md/html, adversarials/")
     parser.add_argument("--set", action="append", default=[], metavar="ATTACK.OPTION=VALUE", dest="overrides",
-                        help="change one attack option, e.g. sparsefool.max_iter=10 or sparse_rs.queries=300 (repeatable)")
+                        help="change one attack option, e.g. sparsefool.max_iter=10 or sparse_rs.queries=300, or a field of "
+                        "the sparse attack's tuning (of the untargeted or targeted preset the run uses), e.g. "
+                        "sparse.tuning.patience=8; fields: SparseTuning in sparseviz/attacks/sparse/config.py (repeatable)")
     parser.add_argument("--max-seconds", type=float, default=None,
                         help="time budget per attack call for every attack that has one (default: none)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N readable images")
