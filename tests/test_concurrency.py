@@ -12,7 +12,7 @@ from sparseviz.images.gallery import load_bundled
 from sparseviz.images import to_tensor
 from sparseviz.explain.interpret import explain
 
-CONFIG = SparseConfig(steps=20, patience=6)
+CONFIG = SparseConfig(steps=20).retuned(patience=6)
 
 
 def _hooks(model: torch.nn.Module) -> int:

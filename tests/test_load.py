@@ -51,6 +51,7 @@ def server():
 def _expected_pixels(photos: list[str]) -> dict[str, int]:
     """The same quick attacks run directly in this process (one thread, as the server)."""
     from sparseviz.attacks import SparseConfig, sparse_attack
+    from sparseviz.attacks.sparse import QUICK
     from sparseviz.images.gallery import load_bundled
     from sparseviz.images import to_tensor
     from sparseviz.models import load_model
@@ -59,7 +60,7 @@ def _expected_pixels(photos: list[str]) -> dict[str, int]:
     torch.set_num_threads(1)
     try:
         model = load_model("efficientnet_lite0")
-        config = SparseConfig(steps=STEPS, refine_steps=0, swap_calls=0)
+        config = SparseConfig(steps=STEPS).retuned(**QUICK)
         expected = {}
         for photo in photos:
             image = model.preprocess(to_tensor(load_bundled(photo).image))[None]

@@ -33,6 +33,7 @@ from ..audit import experiments
 from ..views import charts
 from . import demo, jobs, warmup
 from ..attacks import PGDConfig, SparseConfig, pgd, sparse_attack
+from ..attacks.sparse import QUICK as QUICK_TUNING
 from ..attacks.base import AttackProgress, AttackResult
 from ..images.gallery import bundled_images, load_bundled
 from ..images import ImageLoadError, LoadedImage, load_upload, to_pil, to_tensor
@@ -290,8 +291,8 @@ def how_it_works_ui() -> None:
 
 
 def attack_config(settings: Settings, weight: float) -> SparseConfig:
-    quick: dict[str, Any] = {"refine_steps": 0, "swap_calls": 0} if QUICK else {}
-    return SparseConfig(sparsity_weight=weight, steps=settings.steps, seed=settings.seed, **quick)
+    config = SparseConfig(sparsity_weight=weight, steps=settings.steps, seed=settings.seed)
+    return config.retuned(**QUICK_TUNING) if QUICK else config
 
 
 def attack_work(model: ImageClassifier, image: torch.Tensor, label: int, settings: Settings) -> jobs.Work:
