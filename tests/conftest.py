@@ -1,4 +1,11 @@
-"""Shared fixtures: a tiny deterministic model for contract tests, the real offline model for slow ones."""
+"""Shared fixtures: a tiny deterministic model for contract tests, the real offline model for slow ones.
+
+Tiers (markers, set here so a test file only says what it needs):
+- ``unit``: everything not marked ``slow`` or ``system`` (tiny models, no subprocesses): ``pytest -m unit``;
+- the default run (``pytest``): unit plus ``slow`` end-to-end tests on the real model;
+- ``system``: real browser, load, Ray, whole-repo type check and multi-model or multi-thread runs on
+  the real model; deselected by default (pyproject addopts), run with ``pytest -m system`` (``.ci/run`` does).
+"""
 
 from __future__ import annotations
 
@@ -87,6 +94,18 @@ def real_model() -> ImageClassifier:
     from sparseviz.models import load_model
 
     return load_model("efficientnet_lite0")
+
+
+SYSTEM_MARKERS = ("browser", "ray", "system")
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if any(item.get_closest_marker(name) for name in SYSTEM_MARKERS):
+            item.add_marker(pytest.mark.system)
+        elif not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.unit)
 
 
 # The app's server warm-up (an attack on the real model in a background thread) would slow

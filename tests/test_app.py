@@ -201,7 +201,7 @@ def test_model_upload_only_when_trusted(monkeypatch):
     assert any("Cannot use this model file" in e.value for e in at.error)
 
 
-@pytest.mark.slow
+@pytest.mark.system  # two full runs on the real model
 def test_two_sessions_at_once_each_get_their_own_correct_result(real_model):
     """Two open sessions share the cached model; each keeps its own image, settings and result.
 
@@ -267,7 +267,7 @@ def test_camera_photo_is_classified():
     assert "cat" in " ".join(_table(at, "probability")["class"])
 
 
-@pytest.mark.slow
+@pytest.mark.system  # six attacks and every other registry model: minutes on two cores
 def test_sweep_and_transfer_tabs(real_model):
     """The sweep's weight-1 point is the main run (same steps and seed); transfer fills one row per model."""
     from sparseviz.models import MODELS

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from sparseviz.app.harness import stop_process
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from benchmarks import load_test  # noqa: E402  (shares the server-stopping helper with the load test)
 
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -77,7 +77,7 @@ def server():
         _wait_healthy(url, process)
         yield url
     finally:
-        load_test.stop_process(process)
+        stop_process(process)
 
 
 def _screenshot(page, name: str, height: int = 2600, width: int = 1500) -> None:

@@ -37,7 +37,7 @@ def test_parallel_attacks_on_a_shared_tiny_model_equal_serial(tiny_model, tiny_i
     assert _hooks(tiny_model) == 0
 
 
-@pytest.mark.slow
+@pytest.mark.system  # threads on the real model: minutes on two cores
 def test_parallel_attacks_on_the_shared_real_model_equal_serial(real_model) -> None:
     names = ["chelsea", "coins", "astronaut", "rocket"]
     images = [real_model.preprocess(to_tensor(load_bundled(n).image))[None] for n in names]
@@ -55,7 +55,7 @@ def test_parallel_attacks_on_the_shared_real_model_equal_serial(real_model) -> N
     assert _hooks(real_model) == 0
 
 
-@pytest.mark.slow
+@pytest.mark.system
 def test_parallel_attack_and_explain_jobs_equal_serial(real_model) -> None:
     """Four sessions each attack and explain their own photo on one shared model."""
     names = ["chelsea", "coins", "grace_hopper", "rocket"]
