@@ -13,6 +13,7 @@ import sys
 from typing import Sequence
 
 from . import __version__
+from .views.text import one_line
 
 # Order here is the order in `sparseviz --help`.
 COMMAND_MODULES = ["attack", "predict", "models", "download", "explain", "bench", "audit", "app"]
@@ -44,8 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except (CommandError, ValueError, OSError) as error:
         # ValueError covers ModelError, ImageLoadError and config validation: all say what to fix.
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        print(f"sparseviz {args.command}: error: {message}", file=sys.stderr)
+        print(f"sparseviz {args.command}: error: {one_line(error)}", file=sys.stderr)
         return 2
 
 

@@ -25,6 +25,8 @@ APP = str(Path(__file__).resolve().parent.parent / "app.py")
 STEPS = 15
 TIMING_COLUMNS = {"seconds"}  # wall time: the only column two identical runs may differ in
 
+pytestmark = pytest.mark.slow  # drives the page through AppTest
+
 
 @pytest.fixture
 def tiny_registered(monkeypatch, one_torch_thread):
@@ -59,7 +61,7 @@ def test_gallery_audit_matches_cli_rows(tiny_registered, tmp_path):
     at.button(key="run_audit").click().run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
-    page_run = at.session_state["audit_run"]["run"]
+    page_run = at.session_state["audit_run"].run
     page_csv = page_run.file("audit.csv")
 
     out = tmp_path / "cli"
@@ -89,7 +91,7 @@ def test_open_fragile_image_in_single_view(tiny_registered):
     at = _audit_page(["coffee", "chelsea", "camera"])
     at.button(key="run_audit").click().run()
     assert not at.exception, at.exception
-    run = at.session_state["audit_run"]["run"]
+    run = at.session_state["audit_run"].run
     most = [r for r in run.report.rows if r["status"] == "attacked"]
     assert most
     at.button(key="open_most_0").click().run()
@@ -116,7 +118,7 @@ def test_uploaded_zip_with_hostile_members_lists_them_as_skipped(tiny_registered
     at.file_uploader(key="audit_files").upload("batch.zip", buffer.getvalue(), "application/zip").run()
     at.button(key="run_audit").click().run()
     assert not at.exception, at.exception
-    report = at.session_state["audit_run"]["run"].report
+    report = at.session_state["audit_run"].run.report
     assert sorted(r["image"] for r in report.rows) == ["batch.zip/escape/camera.png", "batch.zip/photos/coffee.png"]
     skipped = dict(report.skipped)
     assert "inside the archive" in skipped["batch.zip/photos/inner.zip"]
@@ -212,6 +214,6 @@ def test_ray_engine_is_offered_when_configured(tiny_registered, monkeypatch):
     at.button(key="run_audit").click().run()
     assert not at.exception, at.exception
     assert calls == [{"files": ["chelsea.png", "coffee.png"], "address": None}]
-    run = at.session_state["audit_run"]["run"]
+    run = at.session_state["audit_run"].run
     assert sorted(r["image"] for r in run.report.rows) == ["chelsea.png", "coffee.png"]
     assert run.file("report.html") and run.file("audit.csv")

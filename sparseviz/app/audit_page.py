@@ -8,7 +8,6 @@ the single-image view).
 
 from __future__ import annotations
 
-import hashlib
 import statistics
 from typing import Any, cast
 
@@ -18,7 +17,8 @@ from .pool import cached_model, pooled
 from ..audit import inputs as audit_inputs
 from ..audit import session as audit_session
 from ..views import audit_charts
-from . import demo, jobs
+from ..views.text import one_line
+from . import demo, jobs, settings
 from ..attacks import SparseConfig
 from ..images.folders import LoadedFolder
 from ..models import DEFAULT_MODEL, MODELS, ImageClassifier, ModelError
@@ -27,10 +27,6 @@ from .widgets import option_widget
 GALLERY = "bundled gallery"
 UPLOAD = "upload files or a zip"
 SHOWN = 4  # most / least fragile thumbnails
-
-
-def one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
 
 
 def inputs_ui() -> tuple[str, SparseConfig] | None:
@@ -64,7 +60,7 @@ def inputs_ui() -> tuple[str, SparseConfig] | None:
         st.sidebar.radio("engine", ["local", "ray"], horizontal=True, key="audit_engine",
                          help=f"ray: `sparseviz audit --engine ray` on {audit_session.ray_address()} "
                               "(runs to the end; Stop is for the local engine)")
-    return model_name, SparseConfig(sparsity_weight=float(weight), steps=int(steps), seed=int(seed))
+    return model_name, settings.sparse_config(float(weight), int(steps), int(seed), quick=settings.quick_mode())
 
 
 def collect() -> audit_inputs.Collected:
@@ -80,7 +76,7 @@ def audit_work(model: ImageClassifier, model_name: str, folder: LoadedFolder, co
     (the Ray engine, when chosen, runs to the end)."""
     total = len(folder.images)
 
-    def work(ctx: jobs.JobContext) -> dict[str, Any]:
+    def work(ctx: jobs.JobContext) -> audit_session.KeptAudit:
         done: list[str] = []
 
         def on_step(name: str) -> None:
@@ -92,19 +88,8 @@ def audit_work(model: ImageClassifier, model_name: str, folder: LoadedFolder, co
         else:
             run = audit_session.run_in_memory(model, folder, config=config, on_step=on_step,
                                               should_stop=ctx.should_stop)
-
-        def row_name(name: str) -> str:  # the Ray engine reads the files flat (a/b.png as a__b.png)
-            return name.replace("/", "__") if ray_address is not None else name
-
-        originals = {row_name(item.name): item.image for item in folder.images}
-        sources = {row_name(name): data for name, data in collected.files.items()}
-        most, least = audit_session.extremes(run.report, SHOWN)
-        return {
-            "run": run, "model": model_name, "config": config,
-            "originals": {r["image"]: originals[r["image"]] for r in most + least if r["image"] in originals},
-            "sources": {r["image"]: sources[r["image"]] for r in most + least if r["image"] in sources},
-            "gallery": gallery,
-        }
+        return audit_session.keep(run, model_name, config, folder, collected, gallery=gallery,
+                                  on_ray=ray_address is not None, shown=SHOWN)
 
     return work
 
@@ -130,11 +115,8 @@ def run_ui(model_name: str, config: SparseConfig, start: bool) -> None:
             return
         address = audit_session.ray_address()
         on_ray = address if address is not None and st.session_state.get("audit_engine") == "ray" else None
-        digest = hashlib.sha256()
-        for name, data in collected.files.items():
-            digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
         gallery = st.session_state.get("audit_source") == GALLERY
-        key: tuple = (model_name, config, digest.hexdigest()[:16], gallery, on_ray)
+        key: tuple = (model_name, config, settings.files_digest(collected.files), gallery, on_ray)
         work: jobs.Work | None = audit_work(model, model_name, folder, collected, config, gallery, on_ray)
     elif waiting is not None and waiting.kind == "audit":  # this session's audit, queued before a rerun
         key, work = cast(tuple, waiting.key)[1:], None
@@ -147,28 +129,22 @@ def run_ui(model_name: str, config: SparseConfig, start: bool) -> None:
         st.info("Stopped while queued: the audit never ran.")
 
 
-def open_in_single_view(kept: dict, row: dict) -> None:
+def open_in_single_view(kept: audit_session.KeptAudit, row: dict[str, Any]) -> None:
     """Button callback: hand one image and its result to the single-image page and go there."""
-    model = cached_model(kept["model"], "auto")
-    result = audit_session.reopen(model, kept["originals"][row["image"]], kept["run"], row)
-    config: SparseConfig = kept["config"]
-    state = {"weight": config.sparsity_weight, "steps": config.steps, "seed": config.seed, "mode": "untargeted",
-             "model": kept["model"], "device": "auto", "handoff": result, "switch_to_single": True}
-    name = row["image"]
-    if kept["gallery"]:
-        state.update({"source": "bundled photo", "bundled": name.rsplit(".", 1)[0]})
-    else:
-        state.update({"source": "from the audit", "opened": (name, kept["sources"][name])})
-    st.session_state.update(state)
+    model = cached_model(kept.model, "auto")
+    result = audit_session.reopen(model, kept.originals[row["image"]], kept.run, row)
+    name = str(row["image"])
+    st.session_state.update(settings.single_page_state(kept.config, kept.model, name, result, gallery=kept.gallery,
+                                                       source=kept.sources.get(name)))
 
 
-def thumbnails_ui(kept: dict, rows: list[dict], title: str, key: str) -> None:
+def thumbnails_ui(kept: audit_session.KeptAudit, rows: list[dict], title: str, key: str) -> None:
     st.markdown(f"**{title}**")
     if not rows:
         st.caption("none")
         return
     columns = st.columns(SHOWN)  # same thumbnail size whatever the count
-    run = kept["run"]
+    run = kept.run
     for number, (column, row) in enumerate(zip(columns, rows)):
         picture = run.file(audit_session.thumbnail_path(row) or str(row["adversarial_png"]))
         if picture is not None:
@@ -176,13 +152,13 @@ def thumbnails_ui(kept: dict, rows: list[dict], title: str, key: str) -> None:
         verdict = (f"{row['true_name']} -> {row['adv_name']} with **{row['pixels']} px**" if row["success"] == 1
                    else f"{row['true_name']}: **not fooled**")
         column.markdown(f"{row['image']}: {verdict}")
-        if row["image"] in kept["originals"]:
+        if row["image"] in kept.originals:
             column.button("open in the single-image view", key=f"{key}_{number}", on_click=open_in_single_view,
                           args=(kept, row), width="stretch")
 
 
-def results_ui(kept: dict) -> None:
-    run: audit_session.AuditRun = kept["run"]
+def results_ui(kept: audit_session.KeptAudit) -> None:
+    run = kept.run
     report = run.report
     fooled, attacked = audit_session.success_rate(report)
     pixels = [r["pixels"] for r in report.flipped]

@@ -18,52 +18,39 @@ from __future__ import annotations
 import hashlib
 import html
 import json
-import math
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 import streamlit as st
 import torch
 
-from .pool import cached_model, job_pool, pooled, submit_job
-from ..audit import experiments
-from ..views import charts
-from . import demo, jobs, warmup
 from ..attacks import PGDConfig, SparseConfig, pgd, sparse_attack
-from ..attacks.sparse import QUICK as QUICK_TUNING
 from ..attacks.base import AttackProgress, AttackResult
-from ..images.gallery import bundled_images, load_bundled
-from ..images import ImageLoadError, LoadedImage, load_upload, to_pil, to_tensor
-from ..models import (
-    DEFAULT_MODEL, MODELS, ImageClassifier, ModelError, load_user_model, resolve_device, user_model_info,
-)
+from ..audit import experiments
 from ..explain.proof import VERDICTS
-from ..views.report import attack_report, png_bytes, top_k
+from ..images import ImageLoadError, LoadedImage, load_upload, to_pil, to_tensor
+from ..images.gallery import bundled_images, load_bundled
+from ..models import (
+    DEFAULT_MODEL, MODELS, ImageClassifier, ModelError, load_user_model, other_models, resolve_device, user_model_info,
+)
+from ..views import charts
+from ..views.report import attack_report, compare_rows, png_bytes, top_k
+from ..views.text import one_line, progress_line
+from . import demo, jobs, warmup
+from . import settings as settings_logic
+from .pool import cached_model, job_pool, pooled, submit_job
+from .settings import Settings
 from .widgets import option_widget
 
 DEFAULTS = SparseConfig()
 DEFAULT_IMAGE = demo.DEFAULT_PHOTO  # a photo the model is sure about (espresso 95%)
 TRUST_UPLOADS = os.environ.get("SPARSEVIZ_TRUST_MODEL_UPLOADS") == "1" or "--trust-model-uploads" in sys.argv[1:]
 USER_MODEL = "your model file"
-AUDIT_SOURCE = "from the audit"
-QUICK = os.environ.get("SPARSEVIZ_QUICK") == "1"  # load tests / slow machines: no colour refinement or swap
-# search in the app's attacks (several times fewer model calls, usually more pixels)
+AUDIT_SOURCE = settings_logic.AUDIT_SOURCE
+QUICK = settings_logic.quick_mode()
 CACHE_LIMIT = 24  # results kept per session (each ~1 MB); older ones are recomputed on demand
-METHOD_NAMES = {"gradcam": "Grad-CAM", "guided_gradcam": "Guided Grad-CAM",
-                "integrated_gradients": "Integrated Gradients", "saliency": "Saliency (gradient)",
-                "smoothgrad": "SmoothGrad"}
-
-
-@dataclass(frozen=True)
-class Settings:
-    sparsity_weight: float
-    steps: int
-    seed: int
-    target: str | None  # class name, None = untargeted
-    device: str
 
 
 # --- cached resources (one per process, shared read-only by every session) -----------------
@@ -89,18 +76,11 @@ def recall(name: str, key: tuple) -> Any:
     return st.session_state.get(name, {}).get(key)
 
 
-def one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
-
-
 # --- query parameters ------------------------------------------------------------------------
 
 
-def query_default(key: str, cast: Any, fallback: Any) -> Any:
-    try:
-        return cast(st.query_params[key]) if key in st.query_params else fallback
-    except (TypeError, ValueError):
-        return fallback
+def query_default(key: str, parse: Any, fallback: Any) -> Any:
+    return settings_logic.query_value(st.query_params.to_dict(), key, parse, fallback)
 
 
 # --- widgets ---------------------------------------------------------------------------------
@@ -143,7 +123,7 @@ def image_ui() -> tuple[str, LoadedImage] | None:
         return None
     for note in loaded.notes:
         st.sidebar.caption(f"note: {note}")
-    return f"{source}:{hashlib.sha256(data).hexdigest()[:16]}", loaded
+    return f"{source}:{settings_logic.digest(data)}", loaded
 
 
 def audit_image_ui(name: str, data: bytes) -> tuple[str, LoadedImage] | None:
@@ -152,7 +132,7 @@ def audit_image_ui(name: str, data: bytes) -> tuple[str, LoadedImage] | None:
     if isinstance(loaded, str):
         st.error(f"Cannot use this file. {loaded}")
         return None
-    return f"{AUDIT_SOURCE}:{hashlib.sha256(data).hexdigest()[:16]}", loaded
+    return f"{AUDIT_SOURCE}:{settings_logic.digest(data)}", loaded
 
 
 def presets_ui() -> None:
@@ -290,24 +270,13 @@ def how_it_works_ui() -> None:
 # --- running things ---------------------------------------------------------------------------
 
 
-def attack_config(settings: Settings, weight: float) -> SparseConfig:
-    config = SparseConfig(sparsity_weight=weight, steps=settings.steps, seed=settings.seed)
-    return config.retuned(**QUICK_TUNING) if QUICK else config
-
-
 def attack_work(model: ImageClassifier, image: torch.Tensor, label: int, settings: Settings) -> jobs.Work:
     """The sparse attack as a pool job: it reports a progress line and stops when asked."""
-    config = attack_config(settings, settings.sparsity_weight)
+    config = settings.config(quick=QUICK)
 
     def work(ctx: jobs.JobContext) -> AttackResult:
         def on_progress(info: AttackProgress) -> None:
-            best = int(info.best_pixels[0])
-            confidence = float(info.true_confidence[0])
-            ctx.report(info.step / max(1, info.total_steps), (
-                f"{info.phase}: step {info.step}/{info.total_steps} | {int(info.current_pixels[0])} pixels selected"
-                f"{f' | best so far {best} px' if best >= 0 else ''}"
-                f"{'' if math.isnan(confidence) else f' | true-class confidence {confidence:.1%}'}"
-            ))
+            ctx.report(info.step / max(1, info.total_steps), progress_line(info))
 
         targets = None if settings.target is None else torch.tensor([model.class_index(settings.target)])
         return sparse_attack(model, image, torch.tensor([label]), targets=targets, config=config,
@@ -333,19 +302,12 @@ def attack_outcome(job: jobs.Job | None) -> str | None:
 
 def prefetched(image_id: str, model_id: str, settings: Settings) -> AttackResult | None:
     """The server's warm-up result when these are exactly the default photo, model and settings."""
-    if settings.target is not None or not image_id.startswith("bundled:"):
-        return None
-    try:
-        key = warmup.WarmKey(image_id.split(":", 1)[1], model_id, str(resolve_device(settings.device)),
-                             attack_config(settings, settings.sparsity_weight))
-    except ValueError:
-        return None
-    return warmup.prefetched(key)
+    key = settings_logic.warm_key(image_id, model_id, settings, quick=QUICK)
+    return None if key is None else warmup.prefetched(key)
 
 
 def run_key(settings: Settings) -> tuple:
-    return (st.session_state.get("image_id"), st.session_state.get("model_id"), settings.sparsity_weight,
-            settings.steps, settings.seed, settings.target, settings.device)
+    return settings_logic.run_key(st.session_state.get("image_id"), st.session_state.get("model_id"), settings)
 
 
 # --- result views ----------------------------------------------------------------------------
@@ -420,8 +382,8 @@ def explanation_ui(model: ImageClassifier, result: AttackResult, key: tuple) -> 
         return
     from ..explain import interpret
 
-    methods = [m for m in interpret.METHODS if model.cam_layer is not None or "gradcam" not in m]
-    method = st.selectbox("attribution maps (Captum)", methods, format_func=lambda m: METHOD_NAMES.get(m, m),
+    methods = interpret.methods_for(model)
+    method = st.selectbox("attribution maps (Captum)", methods, format_func=lambda m: interpret.METHOD_NAMES.get(m, m),
                           key="method")
     explain_key = (*key, method)
     explanation = recall("explanations", explain_key)
@@ -429,7 +391,7 @@ def explanation_ui(model: ImageClassifier, result: AttackResult, key: tuple) -> 
         stopped = st.session_state.setdefault("stopped_explanations", set())
         start = explain_key not in stopped or st.button("Compute the explanation", key="run_explain")
         job = pooled("explain", explain_key, explain_work(model, result, method),
-                     st.empty(), f"The {METHOD_NAMES.get(method, method)} explanation", start=bool(start))
+                     st.empty(), f"The {interpret.METHOD_NAMES.get(method, method)} explanation", start=bool(start))
         if job is None or job.state != jobs.DONE:
             if job is not None and job.state in (jobs.STOPPED, jobs.CANCELLED):
                 stopped.add(explain_key)  # stopped by the user: do not start it again on the next rerun
@@ -497,12 +459,7 @@ def compare_ui(model: ImageClassifier, result: AttackResult, image: torch.Tensor
         if job is not None and job.state == jobs.DONE:
             dense = remember("comparisons", key, job.result)
     if dense is not None:
-        rows = []
-        for name, res in (("sparse (sparseviz)", result), ("PGD (dense)", dense)):
-            s = res.summary(0, model.class_names)
-            rows.append({"attack": name, "fooled": s["success"], "pixels changed": s["l0_pixels"],
-                         "channel entries": s["l0_entries"], "l2": round(s["l2"], 3), "linf": round(s["linf"], 4),
-                         "adversarial class": s["adv_name"], "seconds": round(s["seconds"], 2)})
+        rows = compare_rows([("sparse (sparseviz)", result), ("PGD (dense)", dense)], model.class_names)
         st.dataframe(rows, width="stretch", hide_index=True, key="compare_table")
         left, right = st.columns([1, 2])
         left.plotly_chart(charts.compare_bars(rows), width="stretch", key="compare_bars")
@@ -519,7 +476,7 @@ def compare_ui(model: ImageClassifier, result: AttackResult, image: torch.Tensor
     if points is None:
         clicked = st.button(f"Run the sweep ({len(weights)} attacks)", key="run_sweep")
         target = None if settings.target is None else model.class_index(settings.target)
-        config = attack_config(settings, DEFAULTS.sparsity_weight)
+        config = settings.config(quick=QUICK, sparsity_weight=DEFAULTS.sparsity_weight)
 
         def sweep(ctx: jobs.JobContext) -> list[experiments.SweepPoint]:
             return experiments.sparsity_sweep(
@@ -544,8 +501,7 @@ def transfer_ui(model_id: str, model: ImageClassifier, result: AttackResult, key
     if not bool(result.success[0]):
         st.info("Nothing to transfer: the attack did not fool this model.")
         return
-    others = [name for name, spec in MODELS.items() if name != model_id and spec.weights_available()]
-    missing = [name for name, spec in MODELS.items() if name != model_id and not spec.weights_available()]
+    others, missing = other_models(model_id)
     if missing:
         st.caption(f"Not installed here (skipped): {', '.join(missing)}.")
     if not others:
@@ -640,11 +596,8 @@ def main() -> None:
     status = st.empty()  # queue place / progress bar + Stop while waiting, one line otherwise: the tabs never move
     note = None
     if submitted:
-        st.query_params.from_dict({k: str(v) for k, v in {
-            "image": image_id.split(":", 1)[1] if image_id.startswith("bundled:") else None,
-            "model": model_name if model_name != USER_MODEL else None, "weight": settings.sparsity_weight,
-            "steps": settings.steps, "seed": settings.seed, "target": settings.target, "device": settings.device,
-        }.items() if v is not None})
+        st.query_params.from_dict(settings_logic.query_params(
+            image_id, model_name if model_name != USER_MODEL else None, settings))
         if recall("results", key) is None:
             submit_job("attack", key, attack_work(model, image, label, settings))  # replaces an unfinished job
         else:
@@ -656,9 +609,9 @@ def main() -> None:
         if job is not None and job.state == jobs.FAILED:
             return
     result = recall("results", key)
-    partial = st.session_state.get("partial")
-    if result is None and partial is not None and partial[0] == key and st.session_state.get("last_key") != key:
-        result = partial[1]  # stopped by the user: show the best valid result found so far
+    stopped = settings_logic.stopped_result(st.session_state.get("partial"), key, st.session_state.get("last_key"))
+    if result is None and stopped is not None:
+        result = stopped  # stopped by the user: show the best valid result found so far
         key = (*key, "stopped")  # its explanation/comparisons must not be reused for a full run
         if bool(result.success[0]):  # (a stop before any success is said once, by the result view)
             status.warning("Stopped early: showing the best valid result found before you pressed Stop. "

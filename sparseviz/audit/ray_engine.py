@@ -41,6 +41,7 @@ from ..attacks import ATTACKS
 from ..attacks.base import to_uint8
 from .run import AuditReport, audit_batch, audit_meta, build_report, write_files
 from ..images.folders import BenchImage, image_files, load_file
+from ..views.text import one_line
 from .bench import machine_info
 from ..images import ImageLimits
 from ..models import ImageClassifier, load_model
@@ -84,11 +85,6 @@ class RaySettings:
                                        ("cpus_per_worker", self.cpus_per_worker, 0.01, 1024)):
             if not low <= value <= high:
                 raise RayAuditError(f"{name} must be in {low}..{high}; got {value}.")
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 # --- keys and the row log -------------------------------------------------------------
@@ -173,7 +169,7 @@ def _probe_model(loader: ModelLoader, gpus: float) -> ImageClassifier | str:
     try:
         return model_shell(loader(_worker_device(gpus)))
     except Exception as error:  # noqa: BLE001 - whatever the worker lacks, the user gets one line
-        text = _one_line(error)
+        text = one_line(error)
         return f"the cluster cannot build the model: {text}"
 
 
@@ -292,7 +288,7 @@ def ray_session(settings: RaySettings) -> Iterator[Any]:
     try:
         ray.init(**init, log_to_driver=False, logging_level="ERROR", configure_logging=True)
     except Exception as error:  # noqa: BLE001 - connection/auth failures come in many types; one line each
-        text = _one_line(error)
+        text = one_line(error)
         where = f"the Ray head at {settings.address}" if settings.address else "a local Ray instance"
         raise RayAuditError(f"cannot connect to {where}: {text}") from None
     try:
@@ -318,7 +314,7 @@ def _probe(ray: Any, loader: ModelLoader, settings: RaySettings) -> ImageClassif
     try:
         answer = ray.get(remote.remote(loader, settings.gpus_per_worker), timeout=MODEL_PROBE_SECONDS)
     except Exception as error:  # noqa: BLE001 - a worker that cannot even import sparseviz, or a timeout
-        text = _one_line(error)
+        text = one_line(error)
         raise RayAuditError(f"the cluster could not load the model: {text}") from None
     if isinstance(answer, str):
         raise RayAuditError(answer)
@@ -405,7 +401,7 @@ def _stream(ray: Any, items: list[dict[str, Any]], shell: ImageClassifier, diges
             except StopIteration:
                 break
             except Exception as error:  # noqa: BLE001 - Ray wraps task failures in many types
-                text = _one_line(error)
+                text = one_line(error)
                 raise RayAuditError(f"the Ray job failed ({len(current)} images done, kept in {out / ROWS_FILE}; "
                                     f"run again to resume): {text}") from None
             key = str(result["key"])

@@ -21,11 +21,11 @@ from typing import Any, Callable
 import torch
 
 from ..attacks.base import AttackResult, is_adversarial
-from .run import AuditReport, run_audit, write_audit
-from .inputs import Collected
-from ..images.folders import LoadedFolder
 from ..images import load_image, to_tensor
+from ..images.folders import LoadedFolder
 from ..models import ImageClassifier
+from .inputs import Collected
+from .run import AuditReport, run_audit, write_audit
 
 REPORT_FILES = ("audit.csv", "report.html", "report.md")
 
@@ -91,6 +91,31 @@ def run_on_ray(model_name: str, collected: Collected, *, config: Any = None, add
         write_audit(report, out, easiest=easiest)
         files = {str(path.relative_to(out)): path.read_bytes() for path in sorted(out.rglob("*")) if path.is_file()}
     return AuditRun(report, files)
+
+
+@dataclass(frozen=True)
+class KeptAudit:
+    """An audit as the Audit page keeps it: the run, its settings, and what reopening a shown image needs."""
+
+    run: AuditRun
+    model: str
+    config: Any  # the attack's config
+    originals: dict[str, torch.Tensor]  # shown image -> its model input, to reopen it in the single-image view
+    sources: dict[str, bytes]  # shown image -> the uploaded bytes (uploads only)
+    gallery: bool  # the images are bundled photos (reopened by name) rather than uploads
+
+
+def keep(run: AuditRun, model_name: str, config: Any, folder: LoadedFolder, collected: Collected, *, gallery: bool,
+         on_ray: bool, shown: int) -> KeptAudit:
+    """Keep a run with the originals and sources of the ``shown`` most and least fragile images only."""
+    def row_name(name: str) -> str:  # the Ray engine reads the files flat (a/b.png as a__b.png)
+        return name.replace("/", "__") if on_ray else name
+
+    originals = {row_name(item.name): item.image for item in folder.images}
+    sources = {row_name(name): data for name, data in collected.files.items()}
+    names = [str(row["image"]) for row in sum(extremes(run.report, shown), [])]
+    return KeptAudit(run, model_name, config, {name: originals[name] for name in names if name in originals},
+                     {name: sources[name] for name in names if name in sources}, gallery)
 
 
 def thumbnail_path(row: dict[str, Any]) -> str | None:

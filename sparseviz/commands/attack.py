@@ -15,6 +15,7 @@ from ..attacks.sparse import SparseConfig, sparse_attack
 from ..images import load_image, save_png, to_tensor
 from ..models import DEFAULT_MODEL, ImageClassifier, load_model
 from ..views.report import attack_report, save_verified_png
+from ..views.text import progress_parts
 
 
 def add_photo_arguments(parser: argparse.ArgumentParser, out_help: str) -> None:
@@ -55,8 +56,7 @@ def run(args: argparse.Namespace) -> int:
     bar = tqdm(total=config.total_steps_for(target is not None), desc="sparse attack", unit="step", disable=args.quiet)
 
     def on_progress(info: AttackProgress) -> None:
-        best = int(info.best_pixels[0])
-        bar.set_postfix(pixels=int(info.current_pixels[0]), best=best if best >= 0 else "-")
+        bar.set_postfix_str(" | ".join(progress_parts(info)[1:]))  # the bar itself shows the step
         if info.phase == "optimize":
             bar.update(info.step - bar.n)
         else:  # later phases count model calls, not steps: name the phase and keep the bar

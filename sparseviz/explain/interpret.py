@@ -45,10 +45,19 @@ from .hygiene import EvalMode, hooks_on, model_lock
 from ..models import ImageClassifier
 from .proof import GroupRow, JointAction, prove, sentence
 
-__all__ = ["METHODS", "KINDS", "MAP_KEYS", "ExplainConfig", "Explanation", "PixelRecord", "explain",
+__all__ = ["METHODS", "METHOD_NAMES", "methods_for", "KINDS", "MAP_KEYS", "ExplainConfig", "Explanation", "PixelRecord", "explain",
            "explain_pixels", "hooks_on", "model_lock", "agreement_score", "attribution_maps", "find_cam_layer", "guided_backprop_coverage"]
 
 METHODS = ("gradcam", "integrated_gradients", "saliency", "smoothgrad", "guided_gradcam")
+METHOD_NAMES = {"gradcam": "Grad-CAM", "guided_gradcam": "Guided Grad-CAM", "integrated_gradients": "Integrated Gradients",
+                "saliency": "Saliency (gradient)", "smoothgrad": "SmoothGrad"}  # as people know them
+
+
+def methods_for(model: ImageClassifier) -> list[str]:
+    """The attribution methods this model supports: Grad-CAM needs a convolutional layer to hook."""
+    return [method for method in METHODS if model.cam_layer is not None or "gradcam" not in method]
+
+
 MAP_KEYS = (("clean", "true"), ("clean", "adv"), ("adv", "true"), ("adv", "adv"))
 
 

@@ -206,6 +206,13 @@ def warm_up(model: ImageClassifier) -> ImageClassifier:
     return model
 
 
+def other_models(model_id: str) -> tuple[list[str], list[str]]:
+    """Registry models other than ``model_id``: (weights on this machine, weights missing)."""
+    others = [name for name in MODELS if name != model_id]
+    return ([name for name in others if MODELS[name].weights_available()],
+            [name for name in others if not MODELS[name].weights_available()])
+
+
 def download_weights(name: str) -> Path:
     """Fetch a torchvision model's weights into the torch hub cache (needs network)."""
     if name not in _TORCHVISION:

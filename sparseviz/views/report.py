@@ -97,3 +97,15 @@ def html_table(header: Sequence[Any], rows: Sequence[Sequence[Any]]) -> str:
         return "".join(f"<{tag}>{html.escape(str(value))}</{tag}>" for value in values)
 
     return "<table><tr>" + cells(header, "th") + "</tr>" + "".join(f"<tr>{cells(row, 'td')}</tr>" for row in rows) + "</table>"
+
+
+def compare_rows(named: Sequence[tuple[str, AttackResult]], class_names: Sequence[str],
+                 index: int = 0) -> list[dict[str, Any]]:
+    """One table row per attack result on the same image (the app's dense-vs-sparse comparison)."""
+    rows = []
+    for name, result in named:
+        s = result.summary(index, list(class_names))
+        rows.append({"attack": name, "fooled": s["success"], "pixels changed": s["l0_pixels"],
+                     "channel entries": s["l0_entries"], "l2": round(s["l2"], 3), "linf": round(s["linf"], 4),
+                     "adversarial class": s["adv_name"], "seconds": round(s["seconds"], 2)})
+    return rows
