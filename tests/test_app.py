@@ -101,7 +101,7 @@ def test_run_matches_library(real_model):
     assert at.query_params["steps"] == [str(STEPS)] or at.query_params["steps"] == str(STEPS)
 
 
-@pytest.mark.slow
+@pytest.mark.system  # a targeted run on the real model takes about half a minute
 def test_targeted_run_reaches_target():
     at = _app().run()
     at.selectbox(key="bundled").set_value("chelsea").run()
@@ -138,7 +138,7 @@ def test_cuda_without_gpu_is_a_message():
     assert any("no GPU" in e.value for e in at.sidebar.error) or any("no GPU" in e.value for e in at.error)
 
 
-@pytest.mark.slow
+@pytest.mark.system  # attack, explanation and PGD on the real model: about a minute
 def test_query_params_restore_and_compare_and_explain():
     at = _app()
     at.query_params["image"] = "coffee"

@@ -24,6 +24,12 @@ def test_quick_mode_reads_its_environment_variable() -> None:
     assert not logic.quick_mode({logic.QUICK_ENV: "0"}) and not logic.quick_mode({})
 
 
+def test_model_uploads_need_the_operator_s_consent() -> None:
+    assert not logic.trust_uploads({}, ["streamlit"])
+    assert logic.trust_uploads({logic.TRUST_ENV: "1"}, ["streamlit"])
+    assert logic.trust_uploads({}, ["app.py", logic.TRUST_FLAG])
+
+
 def test_both_pages_build_the_same_config_and_quick_mode_retunes_it() -> None:
     plain = logic.sparse_config(1.5, 40, 3, quick=False)
     assert plain == SparseConfig(sparsity_weight=1.5, steps=40, seed=3)

@@ -48,7 +48,7 @@ def test_attack_writes_files_whose_numbers_match_the_saved_pngs(tmp_path, chelse
     assert "fooled" in capsys.readouterr().out
 
 
-@pytest.mark.slow
+@pytest.mark.system  # a targeted run on the real model takes about half a minute
 def test_targeted_attack_by_class_name(tmp_path, chelsea) -> None:
     out = tmp_path / "targeted"
     code = main(["attack", str(chelsea), "--out", str(out), "--target", "tabby", "--quiet"])

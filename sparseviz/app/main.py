@@ -18,8 +18,6 @@ from __future__ import annotations
 import hashlib
 import html
 import json
-import os
-import sys
 from pathlib import Path
 from typing import Any, cast
 
@@ -46,10 +44,8 @@ from .widgets import option_widget
 
 DEFAULTS = SparseConfig()
 DEFAULT_IMAGE = demo.DEFAULT_PHOTO  # a photo the model is sure about (espresso 95%)
-TRUST_UPLOADS = os.environ.get("SPARSEVIZ_TRUST_MODEL_UPLOADS") == "1" or "--trust-model-uploads" in sys.argv[1:]
 USER_MODEL = "your model file"
 AUDIT_SOURCE = settings_logic.AUDIT_SOURCE
-QUICK = settings_logic.quick_mode()
 CACHE_LIMIT = 24  # results kept per session (each ~1 MB); older ones are recomputed on demand
 
 
@@ -159,7 +155,7 @@ def presets_ui() -> None:
 def model_ui() -> tuple[str, bool]:
     """Model selectbox; returns (model name, weights available)."""
     st.sidebar.header("2. Model")
-    names = list(MODELS) + ([USER_MODEL] if TRUST_UPLOADS else [])
+    names = list(MODELS) + ([USER_MODEL] if settings_logic.trust_uploads() else [])
     wanted = query_default("model", str, DEFAULT_MODEL)
     index = names.index(wanted) if wanted in names else names.index(DEFAULT_MODEL)
 
@@ -173,7 +169,7 @@ def model_ui() -> tuple[str, bool]:
         return name, True
     spec = MODELS[name]
     st.sidebar.caption(spec.description)
-    if not TRUST_UPLOADS:
+    if not settings_logic.trust_uploads():
         st.sidebar.caption("Auditing your own model file is off on this server (it would run the file's code); "
                            "start it with SPARSEVIZ_TRUST_MODEL_UPLOADS=1 to allow it.")
     if not spec.weights_available():
@@ -239,7 +235,7 @@ def settings_ui(class_names: list[str], true_label: int) -> tuple[Settings, bool
         device = st.selectbox("device", devices, index=devices.index(wanted_device) if wanted_device in devices else 0,
                               key="device")
         submitted = st.form_submit_button("Run attack", type="primary", width="stretch")
-        if QUICK:
+        if settings_logic.quick_mode():
             st.caption("Quick mode (SPARSEVIZ_QUICK=1): no colour refinement or swap search, so more pixels.")
     settings = Settings(float(weight), int(steps), int(seed), target if mode == "targeted" else None, device)
     return settings, submitted
@@ -272,7 +268,7 @@ def how_it_works_ui() -> None:
 
 def attack_work(model: ImageClassifier, image: torch.Tensor, label: int, settings: Settings) -> jobs.Work:
     """The sparse attack as a pool job: it reports a progress line and stops when asked."""
-    config = settings.config(quick=QUICK)
+    config = settings.config(quick=settings_logic.quick_mode())
 
     def work(ctx: jobs.JobContext) -> AttackResult:
         def on_progress(info: AttackProgress) -> None:
@@ -302,7 +298,7 @@ def attack_outcome(job: jobs.Job | None) -> str | None:
 
 def prefetched(image_id: str, model_id: str, settings: Settings) -> AttackResult | None:
     """The server's warm-up result when these are exactly the default photo, model and settings."""
-    key = settings_logic.warm_key(image_id, model_id, settings, quick=QUICK)
+    key = settings_logic.warm_key(image_id, model_id, settings, quick=settings_logic.quick_mode())
     return None if key is None else warmup.prefetched(key)
 
 
@@ -476,7 +472,7 @@ def compare_ui(model: ImageClassifier, result: AttackResult, image: torch.Tensor
     if points is None:
         clicked = st.button(f"Run the sweep ({len(weights)} attacks)", key="run_sweep")
         target = None if settings.target is None else model.class_index(settings.target)
-        config = settings.config(quick=QUICK, sparsity_weight=DEFAULTS.sparsity_weight)
+        config = settings.config(quick=settings_logic.quick_mode(), sparsity_weight=DEFAULTS.sparsity_weight)
 
         def sweep(ctx: jobs.JobContext) -> list[experiments.SweepPoint]:
             return experiments.sparsity_sweep(

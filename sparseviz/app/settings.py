@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Mapping
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -19,6 +20,8 @@ from ..models import resolve_device
 from .warmup import WarmKey
 
 QUICK_ENV = "SPARSEVIZ_QUICK"  # 1: no colour refinement or swap search (load tests, slow machines)
+TRUST_ENV = "SPARSEVIZ_TRUST_MODEL_UPLOADS"  # 1: accept TorchScript / .pt2 uploads, which run their author's code
+TRUST_FLAG = "--trust-model-uploads"  # the same, as `streamlit run app.py -- --trust-model-uploads`
 BUNDLED = "bundled:"  # image ids of bundled photos start with this; the query string names them
 AUDIT_SOURCE = "from the audit"  # the single page's image source for an image opened from the Audit page
 
@@ -28,6 +31,13 @@ T = TypeVar("T")
 def quick_mode(environ: Mapping[str, str] = os.environ) -> bool:
     """Quick mode: several times fewer model calls per attack, usually more pixels."""
     return environ.get(QUICK_ENV) == "1"
+
+
+def trust_uploads(environ: Mapping[str, str] | None = None, argv: Sequence[str] | None = None) -> bool:
+    """Model-file uploads are on only when the server's operator said so (read at every page run)."""
+    environ = os.environ if environ is None else environ
+    argv = sys.argv if argv is None else argv
+    return environ.get(TRUST_ENV) == "1" or TRUST_FLAG in argv[1:]
 
 
 def sparse_config(sparsity_weight: float, steps: int, seed: int, *, quick: bool) -> SparseConfig:
