@@ -49,7 +49,7 @@ class SparseTuning:
                                  help="lambda at step 0, as a fraction of the median open pixel's payoff")
     lambda_up: float = option(1.5, low=1.0, high=100.0, help="per-step factor on lambda while the binary mask fools the model")
     lambda_down: float = option(0.7, low=0.01, high=1.0, help="per-step factor on lambda while it does not")
-    patience: int = option(4, low=1, high=10_000,
+    patience: int = option(12, low=1, high=10_000,
                            help="stop an image once its best pixel count has not improved for this many steps")
     settle_steps: int = option(0, low=0, high=10_000,
                                help="more steps at the final temperature after the annealed ones, for images still shrinking")
