@@ -50,6 +50,10 @@ def run(tree: Path, photo: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _band(confidence: float) -> str:
+    return "high" if confidence >= 0.8 else "mid" if confidence >= 0.4 else "low"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("baseline", type=Path)
@@ -58,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=12)
     args = parser.parse_args(argv)
     rows = list(csv.DictReader(open(args.photos / "manifest.csv")))
+    for row in rows:  # ../shared/imagenet-dev gives the clean confidence, the crop set its band
+        row.setdefault("band", _band(float(row["clean_conf"])) if "clean_conf" in row else "high")
     by_band = {band: [r for r in rows if r["band"] == band] for band in ("high", "mid", "low")}
     # interleave the bands (high, mid, low, high, ...) until every photo is used
     order = [r for group in itertools.zip_longest(*by_band.values()) for r in group if r is not None][: args.limit]
