@@ -191,7 +191,7 @@ def test_audit_end_to_end(tmp_path: Path, models: dict, monkeypatch: pytest.Monk
     save_png(pictures[0], folder / model.class_names[wrong] / "mislabelled.png")
     (folder / model.class_names[predicted[0]] / "truncated.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
     out = tmp_path / "audit"
-    assert cli.main(["audit", str(folder), "--model", "tiny", "--out", str(out), "--quiet", "--set", "steps=15"]) == 0
+    assert cli.main(["audit", str(folder), "--model", "tiny", "--out", str(out), "--quiet", "--workers", "1", "--set", "steps=15"]) == 0
 
     rows = _rows(out / "audit.csv")
     assert len(rows) == 4  # three attacked + one misclassified; the truncated file is skipped
@@ -223,7 +223,7 @@ def test_audit_flat_folder_with_garbage(tmp_path: Path, models: dict, monkeypatc
     (folder / "text.jpg").write_text("hello")
     (folder / "noextension").write_bytes(b"GIF89a")
     out = tmp_path / "audit"
-    assert cli.main(["audit", str(folder), "--model", "tiny", "--out", str(out), "--quiet", "--set", "steps=10"]) == 0
+    assert cli.main(["audit", str(folder), "--model", "tiny", "--out", str(out), "--quiet", "--workers", "1", "--set", "steps=10"]) == 0
     report = (out / "report.md").read_text()
     assert "clean prediction" in report
     for name in ("empty.png", "text.jpg", "noextension"):

@@ -13,9 +13,12 @@ from __future__ import annotations
 import csv
 import dataclasses
 import html
+import multiprocessing
+import os
 import statistics
 import time
 from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -29,7 +32,10 @@ from ..images.folders import BenchImage, LoadedFolder
 from .bench import machine_info
 from ..explain.interpret import explain_pixels
 from ..models import ImageClassifier
+from ..models.threads import ATTACK_THREADS, attack_threads
 from ..views.report import html_table, markdown_table, png_bytes
+from . import survival as survival_check
+from .summary import SURVIVAL_HEADER, summary_table, survival_table
 
 # Histogram bins for minimal pixel counts: (label, lowest, highest).
 PIXEL_BINS = [("1", 1, 1), ("2-5", 2, 5), ("6-10", 6, 10), ("11-20", 11, 20), ("21-50", 21, 50),
@@ -38,7 +44,7 @@ AUDIT_COLUMNS = [
     "image", "status", "label_source", "true_label", "true_name", "clean_confidence", "success", "pixels",
     "entries", "adv_label", "adv_name", "adv_confidence", "seconds", "model_calls", "adversarial_png",
     "obscuring", "leading", "both", "neither",
-]
+] + survival_check.columns()
 
 
 @dataclass
@@ -171,6 +177,8 @@ def _attacked_row(model: ImageClassifier, result: AttackResult, index: int, row:
         files[f"thumbnails/{stem}.png"] = png_bytes(_thumbnail(result.originals[index], adversarial), check=False)
         if summary["l0_pixels"]:
             row.update(pixel_kind_counts(model, result, index))
+        outcomes = survival_check.survival(model, result.originals[index], adversarial, int(row["true_label"]))
+        row.update(survival_check.row_values(outcomes, model.class_names))
     return row, files
 
 
@@ -185,6 +193,23 @@ def build_report(rows: Sequence[dict[str, Any]], skipped: Sequence[tuple[str, st
     return AuditReport(rows, skipped, dict(meta))
 
 
+def default_workers() -> int:
+    """Worker processes for a local audit: one per core (each attack runs on one thread)."""
+    return max(1, os.cpu_count() or 1)
+
+
+_WORKER: dict[str, Any] = {}  # in a worker process: the model and settings, loaded once
+
+
+def _worker_start(model: ImageClassifier, attack: str, config: Any, threads: int) -> None:
+    torch.set_num_threads(threads)
+    _WORKER.update(model=model, attack=attack, config=config)
+
+
+def _worker_audit(item: BenchImage) -> list[AuditRow]:
+    return audit_batch(_WORKER["model"], [item], attack=_WORKER["attack"], config=_WORKER["config"])
+
+
 def run_audit(
     model: ImageClassifier,
     folder: LoadedFolder,
@@ -194,17 +219,40 @@ def run_audit(
     attack: str = "sparse",
     on_step: Callable[[str], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    workers: int = 1,
+    threads: int = ATTACK_THREADS,
 ) -> AuditReport:
     """Attack every image (one at a time) with ``attack``; save adversarials and thumbnails under ``out``.
 
+    Each attack runs with ``threads`` torch threads (default 1, as on Ray, so both engines give
+    the same rows); ``workers`` > 1 attacks that many images at once in worker processes (spawned,
+    each holding one copy of the model), which is how a local audit uses the cores. A model on a
+    GPU always runs here, in this process.
     ``should_stop`` is asked before each image: when it says yes the audit ends there and the
     report covers the images done so far (``meta["stopped"]`` and ``meta["not_run"]`` say so).
     """
     if attack not in ATTACKS:
         raise ValueError(f"unknown attack {attack!r}; choose from: {', '.join(ATTACKS)}.")
+    if not 1 <= workers <= 1024:
+        raise ValueError(f"workers must be in 1..1024; got {workers}.")
     config = config if config is not None else ATTACKS[attack].config_type()
-    meta = machine_info(model)
-    started = time.perf_counter()
+    workers = 1 if model.device.type != "cpu" else min(workers, max(1, len(folder.images)))
+    with attack_threads(threads):
+        meta = machine_info(model)
+        started = time.perf_counter()
+        if workers == 1:
+            rows, done = _serial(model, folder, out, attack, config, on_step, should_stop)
+        else:
+            rows, done = _parallel(model, folder, out, attack, config, on_step, should_stop, workers, threads)
+    meta.update(audit_meta(model.name, attack, config, folder.layout))
+    meta.update({"total_seconds": time.perf_counter() - started, "workers": workers,
+                 "stopped": done < len(folder.images), "not_run": len(folder.images) - done})
+    return build_report(rows, folder.skipped, meta, order=[item.name for item in folder.images])
+
+
+def _serial(model: ImageClassifier, folder: LoadedFolder, out: str | Path, attack: str, config: Any,
+            on_step: Callable[[str], None] | None, should_stop: Callable[[], bool] | None
+            ) -> tuple[list[dict[str, Any]], int]:
     rows: list[dict[str, Any]] = []
     done = 0
     for item in folder.images:
@@ -216,10 +264,42 @@ def run_audit(
             rows.append(finished.row)
         if on_step is not None:
             on_step(item.name)
-    meta.update(audit_meta(model.name, attack, config, folder.layout))
-    meta.update({"total_seconds": time.perf_counter() - started,
-                 "stopped": done < len(folder.images), "not_run": len(folder.images) - done})
-    return build_report(rows, folder.skipped, meta)
+    return rows, done
+
+
+def _parallel(model: ImageClassifier, folder: LoadedFolder, out: str | Path, attack: str, config: Any,
+              on_step: Callable[[str], None] | None, should_stop: Callable[[], bool] | None, workers: int,
+              threads: int) -> tuple[list[dict[str, Any]], int]:
+    """Images in worker processes, at most ``workers`` in flight so that a stop is honoured between images."""
+    rows: list[dict[str, Any]] = []
+    done = 0
+    pending = list(folder.images)
+    running: dict[Future[list[AuditRow]], str] = {}
+    context = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools and locks
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_start,
+                             initargs=(model, attack, config, threads)) as pool:
+        while pending or running:
+            while pending and len(running) < workers and not (should_stop is not None and should_stop()):
+                item = pending.pop(0)
+                running[pool.submit(_worker_audit, item)] = item.name
+                done += 1
+            if not running:
+                break
+            finished = next(iter(_first_done(running)))
+            name = running.pop(finished)
+            for audited in finished.result():
+                write_files(out, audited.files)
+                rows.append(audited.row)
+            if on_step is not None:
+                on_step(name)
+            if should_stop is not None and should_stop():
+                pending.clear()
+    return rows, done
+
+
+def _first_done(running: dict[Future[list[AuditRow]], str]) -> set[Future[list[AuditRow]]]:
+    finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+    return finished
 
 
 def audit_meta(model_name: str, attack: str, config: Any, layout: str) -> dict[str, Any]:
@@ -299,7 +379,14 @@ def write_audit(report: AuditReport, out: str | Path, *, easiest: int = 8) -> tu
         for r in sorted(report.rows, key=lambda r: (r["success"] != 1, r["pixels"] if r["pixels"] != "" else 0, r["image"]))
     ]
 
+    summary = summary_table(report.rows)
+    survived = survival_table(report.rows)
+    summary_note = ("95% intervals: percentile bootstrap over images (2000 resamples, seeded). \"Flipped with at "
+                    "most k pixels\" is one minus the robust accuracy at budget k.")
     md = ["# sparseviz audit", ""] + [f"- {line}" for line in overview] + [""]
+    md += ["## Summary", "", summary_note, ""] + _md_table(["measure", "value [95% interval]"], summary) + [""]
+    md += ["## Does it survive everyday processing?", "", survival_check.LIMIT_TEXT, ""]
+    md += _md_table(SURVIVAL_HEADER, survived) + [""]
     md += ["## How many pixels it takes", ""]
     md += [f"`{label:>10}` {'#' * round(30 * count / most)} {count}" for label, count in histogram] + [""]
     md += ["## Most fragile images", ""] + _md_table(
@@ -335,6 +422,10 @@ def write_audit(report: AuditReport, out: str | Path, *, easiest: int = 8) -> tu
         "td,th{border:1px solid #ccc;padding:.25em .5em}th{background:#f3f3f3}figure{display:inline-block;margin:.5em}"
         "img{image-rendering:pixelated}</style></head><body><h1>sparseviz audit</h1>",
         "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in overview) + "</ul>",
+        f"<h2>Summary</h2><p>{html.escape(summary_note)}</p>"
+        + html_table(["measure", "value [95% interval]"], summary),
+        f"<h2>Does it survive everyday processing?</h2><p>{html.escape(survival_check.LIMIT_TEXT)}</p>"
+        + html_table(SURVIVAL_HEADER, survived),
         f"<h2>How many pixels it takes</h2><table>{bars}</table>",
         "<h2>Most fragile images</h2>" + html_table(
             ["image", "true class", "pixels", "becomes"], [[r["image"], r["true_name"], r["pixels"], r["adv_name"]] for r in fragile]),
@@ -354,4 +445,4 @@ def write_audit(report: AuditReport, out: str | Path, *, easiest: int = 8) -> tu
     return csv_path, md_path, html_path
 
 
-__all__ = ["AUDIT_COLUMNS", "AuditReport", "AuditRow", "BenchImage", "audit_batch", "build_report", "run_audit", "write_audit", "pixel_histogram", "fragile_classes", "adversarial_classes"]
+__all__ = ["AUDIT_COLUMNS", "AuditReport", "AuditRow", "BenchImage", "audit_batch", "build_report", "default_workers", "run_audit", "write_audit", "pixel_histogram", "fragile_classes", "adversarial_classes"]
