@@ -289,7 +289,7 @@ def test_sweep_and_transfer_tabs(real_model):
         assert list(_table(at, "fooled too")["model"]) == others
 
 
-@pytest.mark.slow
+@pytest.mark.system  # an attack and two explanations on the real model
 def test_attribution_method_is_selectable():
     at = _app().run()
     at.number_input(key="steps").set_value(STEPS)
