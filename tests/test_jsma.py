@@ -151,6 +151,7 @@ def test_pixel_budget_cuts_the_same_trajectory(tiny_model: ImageClassifier, tiny
         assert torch.equal(capped.adversarials[capped.success], free.adversarials[capped.success])
 
 
+@pytest.mark.slow  # seconds on a busy 2-core machine: out of the unit tier, still in the default run
 def test_targeted_lands_on_target(tiny_model: ImageClassifier, more_images: torch.Tensor) -> None:
     images = more_images[:8]
     labels = clean_labels(tiny_model, images)
@@ -169,6 +170,7 @@ def test_untargeted_success_rate(tiny_model: ImageClassifier, tiny_images: torch
     assert float(result.l0_pixels[result.success].float().median()) < 100
 
 
+@pytest.mark.slow  # one attack per image and one batched: the slowest tiny-model test
 @pytest.mark.parametrize("others, targeted", [("all", False), ("rival", False), ("all", True)])
 def test_batched_equals_one_at_a_time(others: str, targeted: bool, tiny_model: ImageClassifier,
                                       more_images: torch.Tensor) -> None:

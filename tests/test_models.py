@@ -17,7 +17,7 @@ from sparseviz.models import (
 TORCHVISION = ["resnet18", "resnet50", "vgg16", "mobilenet_v3_large", "efficientnet_b0"]
 
 
-@pytest.mark.parametrize("name", TORCHVISION)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "vgg16" else n for n in TORCHVISION])  # vgg16: 138M parameters to initialise
 def test_torchvision_zoo_builds_with_weights_none(name: str) -> None:
     model = load_model(name, pretrained=False)
     assert model.num_classes == 1000 and model.class_names[281] == "tabby"
