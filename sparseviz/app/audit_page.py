@@ -14,8 +14,10 @@ from typing import Any, cast
 import streamlit as st
 
 from .pool import cached_model, pooled
+from ..audit import compare, compare_report, summary
 from ..audit import inputs as audit_inputs
 from ..audit import session as audit_session
+from ..audit.survival import LIMIT_TEXT
 from ..views import audit_charts
 from ..views.text import one_line
 from . import demo, jobs, settings
@@ -30,7 +32,7 @@ SHOWN = 4  # most / least fragile thumbnails
 
 
 def inputs_ui() -> tuple[str, SparseConfig] | None:
-    """Sidebar: model, images and attack settings; returns (model name, config)."""
+    """Sidebar: model (and models to compare it with), images and attack settings; returns (model name, config)."""
     st.sidebar.header("Audit settings")
     names = [name for name, spec in MODELS.items() if spec.weights_available()]
     if not names:
@@ -38,6 +40,10 @@ def inputs_ui() -> tuple[str, SparseConfig] | None:
         return None
     model_name = st.sidebar.selectbox("classifier", names, index=names.index(DEFAULT_MODEL) if DEFAULT_MODEL in names
                                       else 0, key="audit_model")
+    st.sidebar.multiselect("compare with", [name for name in names if name != model_name], key="audit_compare",
+                           help="Audit the same images with these models too: which needs fewer pixels (paired, "
+                                "with a 95% interval), and do the adversarial images of one fool the other? "
+                                "As `sparseviz audit --models`.")
     source = st.sidebar.radio("images", [GALLERY, UPLOAD], key="audit_source")
     if source == GALLERY:
         from ..images.gallery import bundled_images
@@ -71,10 +77,13 @@ def collect() -> audit_inputs.Collected:
 
 
 def audit_work(model: ImageClassifier, model_name: str, folder: LoadedFolder, collected: audit_inputs.Collected,
-               config: SparseConfig, gallery: bool, ray_address: str | None) -> jobs.Work:
+               config: SparseConfig, gallery: bool, ray_address: str | None,
+               others: dict[str, tuple[ImageClassifier, LoadedFolder]] | None = None) -> jobs.Work:
     """The audit as a job on the server's shared pool: progress per image, stops between images
-    (the Ray engine, when chosen, runs to the end)."""
-    total = len(folder.images)
+    (the Ray engine, when chosen, runs to the end). ``others``: models to compare with, each with its
+    own preprocessing of the same files."""
+    others = others or {}
+    total = len(folder.images) * (1 + len(others))
 
     def work(ctx: jobs.JobContext) -> audit_session.KeptAudit:
         done: list[str] = []
@@ -83,13 +92,18 @@ def audit_work(model: ImageClassifier, model_name: str, folder: LoadedFolder, co
             done.append(name)
             ctx.report(len(done) / total, f"{len(done)}/{total} done (last: {name})")
 
+        models = {model_name: model, **{name: pair[0] for name, pair in others.items()}}
+        folders = {model_name: folder, **{name: pair[1] for name, pair in others.items()}}
         if ray_address is not None:
-            run = audit_session.run_on_ray(model_name, collected, config=config, address=ray_address, on_row=on_step)
+            runs = {name: audit_session.run_on_ray(name, collected, config=config, address=ray_address,
+                                                   on_row=on_step) for name in models}
+            folders = {name: audit_session.flat_names(loaded) for name, loaded in folders.items()}
         else:
-            run = audit_session.run_in_memory(model, folder, config=config, on_step=on_step,
-                                              should_stop=ctx.should_stop)
-        return audit_session.keep(run, model_name, config, folder, collected, gallery=gallery,
-                                  on_ray=ray_address is not None, shown=SHOWN)
+            runs = {name: audit_session.run_in_memory(models[name], folders[name], config=config, on_step=on_step,
+                                                      should_stop=ctx.should_stop) for name in models}
+        compared = audit_session.compare_runs(models, folders, runs) if others else None
+        return audit_session.keep(runs[model_name], model_name, config, folder, collected, gallery=gallery,
+                                  on_ray=ray_address is not None, shown=SHOWN, compared=compared)
 
     return work
 
@@ -116,8 +130,15 @@ def run_ui(model_name: str, config: SparseConfig, start: bool) -> None:
         address = audit_session.ray_address()
         on_ray = address if address is not None and st.session_state.get("audit_engine") == "ray" else None
         gallery = st.session_state.get("audit_source") == GALLERY
-        key: tuple = (model_name, config, settings.files_digest(collected.files), gallery, on_ray)
-        work: jobs.Work | None = audit_work(model, model_name, folder, collected, config, gallery, on_ray)
+        compare_with = tuple(name for name in st.session_state.get("audit_compare") or [] if name != model_name)
+        try:
+            others = {name: (cached_model(name, "auto"), audit_inputs.decode(collected, cached_model(name, "auto")))
+                      for name in compare_with}
+        except (ModelError, ValueError) as error:
+            st.error(one_line(error))
+            return
+        key: tuple = (model_name, config, settings.files_digest(collected.files), gallery, on_ray, compare_with)
+        work: jobs.Work | None = audit_work(model, model_name, folder, collected, config, gallery, on_ray, others)
     elif waiting is not None and waiting.kind == "audit":  # this session's audit, queued before a rerun
         key, work = cast(tuple, waiting.key)[1:], None
     else:
@@ -157,6 +178,32 @@ def thumbnails_ui(kept: audit_session.KeptAudit, rows: list[dict], title: str, k
                           args=(kept, row), width="stretch")
 
 
+def comparison_ui(compared: audit_session.ComparedRun) -> None:
+    """The models side by side: the paired table, the scatter, cross-transfer (the CLI's comparison report)."""
+    comparison = compared.comparison
+    st.subheader("Which model is more fragile?")
+    st.caption(compare_report.NOTE)
+    st.dataframe([dict(zip(compare_report.MODELS_HEADER[:-1], row[:-1]))
+                  for row in compare_report.models_table({n: r.report for n, r in compared.runs.items()})],
+                 width="stretch", hide_index=True, key="compare_models")
+    st.dataframe([dict(zip(compare.PAIR_HEADER, row)) for row in compare.pair_table(comparison)], width="stretch",
+                 hide_index=True, key="compare_pairs")
+    for number, pair in enumerate(comparison.pairs):
+        st.plotly_chart(audit_charts.paired_figure(comparison, pair.a, pair.b), width="stretch",
+                        key=f"compare_scatter_{number}")
+    st.markdown("**Cross-transfer**: the share of one model's adversarial images that also fool the other")
+    st.dataframe([dict(zip(compare.transfer_header(comparison), row)) for row in compare.transfer_table(comparison)],
+                 width="stretch", hide_index=True, key="compare_transfer")
+    header, rows = compare_report.survival_by_model({n: r.report for n, r in compared.runs.items()})
+    st.markdown("**Does it survive everyday processing?** (share of each model's flips still fooling it)")
+    st.dataframe([dict(zip(header, row)) for row in rows], width="stretch", hide_index=True, key="compare_survival")
+    columns = st.columns(2)
+    columns[0].download_button("comparison.csv", compared.file("comparison.csv") or b"", "comparison.csv", "text/csv",
+                               key="dl_compare_csv", width="stretch")
+    columns[1].download_button("comparison report.html", compared.file("report.html") or b"", "comparison.html",
+                               "text/html", key="dl_compare_html", width="stretch")
+
+
 def results_ui(kept: audit_session.KeptAudit) -> None:
     run = kept.run
     report = run.report
@@ -171,6 +218,14 @@ def results_ui(kept: audit_session.KeptAudit) -> None:
         st.warning(f"Stopped: {report.meta['not_run']} image(s) were not attacked; everything below covers the "
                    f"{len(report.rows)} done.")
     st.plotly_chart(audit_charts.pixels_figure(report), width="stretch", key="audit_pixels")
+    left, right = st.columns(2)
+    left.markdown("**Summary with 95% intervals** (bootstrap over images)")
+    left.dataframe([{"measure": m, "value [95% interval]": v} for m, v in summary.summary_table(report.rows)],
+                   width="stretch", hide_index=True, key="audit_summary")
+    right.markdown("**Does it survive everyday processing?**")
+    right.dataframe([dict(zip(summary.SURVIVAL_HEADER, row)) for row in summary.survival_table(report.rows)],
+                    width="stretch", hide_index=True, key="audit_survival")
+    right.caption(LIMIT_TEXT)
     most, least = audit_session.extremes(report, SHOWN)
     thumbnails_ui(kept, most, "Most fragile (fewest pixels): original | adversarial | changed pixels", "open_most")
     thumbnails_ui(kept, least, "Least fragile (most pixels, or not fooled)", "open_least")
@@ -191,6 +246,8 @@ def results_ui(kept: audit_session.KeptAudit) -> None:
                                key="dl_audit_html", width="stretch")
     columns[2].download_button("everything (.zip, with thumbnails)", run.zip_bytes(), "sparseviz-audit.zip",
                                "application/zip", key="dl_audit_zip", width="stretch")
+    if kept.compared is not None:
+        comparison_ui(kept.compared)
 
 
 def page() -> None:

@@ -40,6 +40,7 @@ from . import demo, jobs, warmup
 from . import settings as settings_logic
 from .pool import cached_model, job_pool, pooled, submit_job
 from .settings import Settings
+from .survival_panel import survival_ui
 from .widgets import option_widget
 
 DEFAULTS = SparseConfig()
@@ -348,6 +349,7 @@ def results_ui(result: AttackResult, model: ImageClassifier, image_name: str, de
                         key="closeups")
     st.plotly_chart(charts.top5_bars(result.clean_probs[0], result.adv_probs[0], model.class_names),
                     width="stretch", key="top5_bars")
+    survival_ui(model, result)
     st.markdown("**Keep it**")
     report = attack_report(result, model.class_names, image_name, device)
     columns = st.columns(3)

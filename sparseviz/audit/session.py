@@ -10,13 +10,14 @@ single-image view can show it without attacking again.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 
@@ -24,7 +25,10 @@ from ..attacks.base import AttackResult, is_adversarial
 from ..images import load_image, to_tensor
 from ..images.folders import LoadedFolder
 from ..models import ImageClassifier
+from .compare import Comparison, ModelAudit, read_adversarials
+from .compare_report import write_comparison
 from .inputs import Collected
+from .multi import comparison_of
 from .run import AuditReport, run_audit, write_audit
 
 REPORT_FILES = ("audit.csv", "report.html", "report.md")
@@ -93,6 +97,37 @@ def run_on_ray(model_name: str, collected: Collected, *, config: Any = None, add
     return AuditRun(report, files)
 
 
+def flat_names(folder: LoadedFolder) -> LoadedFolder:
+    """The folder with its images named as the Ray engine names rows (``a/b.png`` as ``a__b.png``)."""
+    images = [dataclasses.replace(item, name=item.name.replace("/", "__")) for item in folder.images]
+    return LoadedFolder(images, folder.skipped, folder.layout)
+
+
+@dataclass(frozen=True)
+class ComparedRun:
+    """Several models' audits of the same images and their comparison, with the files the CLI writes
+    at the top of ``sparseviz audit --models`` (``comparison.csv``, ``report.html``, ``report.md``)."""
+
+    comparison: Comparison
+    runs: dict[str, AuditRun]
+    files: dict[str, bytes]
+
+    def file(self, relative: str) -> bytes | None:
+        return self.files.get(relative)
+
+
+def compare_runs(models: Mapping[str, ImageClassifier], folders: Mapping[str, LoadedFolder],
+                 runs: Mapping[str, AuditRun]) -> ComparedRun:
+    """The comparison of finished runs (on either engine): cross-transfer here, files as the CLI writes them."""
+    audits = [ModelAudit(name, run.report, {item.name: item.image for item in folders[name].images},
+                         read_adversarials(run.report, run.file)) for name, run in runs.items()]
+    comparison = comparison_of(audits, models)
+    with tempfile.TemporaryDirectory(prefix="sparseviz-compare-") as scratch:
+        write_comparison(comparison, {name: run.report for name, run in runs.items()}, scratch)
+        files = {path.name: path.read_bytes() for path in Path(scratch).iterdir() if path.is_file()}
+    return ComparedRun(comparison, dict(runs), files)
+
+
 @dataclass(frozen=True)
 class KeptAudit:
     """An audit as the Audit page keeps it: the run, its settings, and what reopening a shown image needs."""
@@ -103,10 +138,11 @@ class KeptAudit:
     originals: dict[str, torch.Tensor]  # shown image -> its model input, to reopen it in the single-image view
     sources: dict[str, bytes]  # shown image -> the uploaded bytes (uploads only)
     gallery: bool  # the images are bundled photos (reopened by name) rather than uploads
+    compared: ComparedRun | None = None  # other models audited on the same images, and the comparison
 
 
 def keep(run: AuditRun, model_name: str, config: Any, folder: LoadedFolder, collected: Collected, *, gallery: bool,
-         on_ray: bool, shown: int) -> KeptAudit:
+         on_ray: bool, shown: int, compared: ComparedRun | None = None) -> KeptAudit:
     """Keep a run with the originals and sources of the ``shown`` most and least fragile images only."""
     def row_name(name: str) -> str:  # the Ray engine reads the files flat (a/b.png as a__b.png)
         return name.replace("/", "__") if on_ray else name
@@ -115,7 +151,7 @@ def keep(run: AuditRun, model_name: str, config: Any, folder: LoadedFolder, coll
     sources = {row_name(name): data for name, data in collected.files.items()}
     names = [str(row["image"]) for row in sum(extremes(run.report, shown), [])]
     return KeptAudit(run, model_name, config, {name: originals[name] for name in names if name in originals},
-                     {name: sources[name] for name in names if name in sources}, gallery)
+                     {name: sources[name] for name in names if name in sources}, gallery, compared)
 
 
 def thumbnail_path(row: dict[str, Any]) -> str | None:
@@ -171,4 +207,4 @@ def reopen(model: ImageClassifier, original: torch.Tensor, run: AuditRun, row: d
     )
 
 
-__all__ = ["AuditRun", "RAY_ENV", "REPORT_FILES", "ray_address", "run_on_ray", "extremes", "reopen", "run_in_memory", "success_rate", "thumbnail_path"]
+__all__ = ["AuditRun", "ComparedRun", "compare_runs", "flat_names", "RAY_ENV", "REPORT_FILES", "ray_address", "run_on_ray", "extremes", "reopen", "run_in_memory", "success_rate", "thumbnail_path"]

@@ -12,7 +12,10 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ..audit.compare import Comparison, paired_points
+from ..audit.intervals import flipped_within
 from ..audit.run import AuditReport, pixel_histogram
+from ..audit.summary import ECDF_LABEL, attacked_pixels
 from .colours import KIND_COLOURS
 
 KINDS = ("obscuring", "leading", "both", "neither")
@@ -20,8 +23,8 @@ NOT_FOOLED = "not fooled"
 
 
 def pixels_figure(report: AuditReport) -> go.Figure:
-    """Histogram (the report's bins) and ECDF of the fewest pixels that flipped each image."""
-    figure = make_subplots(rows=1, cols=2, subplot_titles=("images per pixel count", "share flipped with at most N pixels"))
+    """Histogram (the report's bins) and ECDF of the fewest pixels that flipped each image, with its 95% band."""
+    figure = make_subplots(rows=1, cols=2, subplot_titles=("images per pixel count", ECDF_LABEL.replace(" (", "<br>(")))
     histogram = pixel_histogram(report)
     figure.add_trace(go.Bar(x=[label for label, _ in histogram], y=[count for _, count in histogram],
                             marker_color=["#999999" if label == NOT_FOOLED else "#e45756" for label, _ in histogram],
@@ -33,6 +36,12 @@ def pixels_figure(report: AuditReport) -> go.Figure:
         ys = [0.0] + [(i + 1) / attacked for i in range(len(pixels))]
         figure.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", line_shape="hv", line=dict(color="#4c78a8", width=3),
                                     name="share flipped"), 1, 2)
+        band = flipped_within(attacked_pixels(report.rows), xs)
+        figure.add_trace(go.Scatter(x=xs, y=[e.high for e in band], mode="lines", line_shape="hv", line=dict(width=0),
+                                    name="95% band (high)", hoverinfo="skip"), 1, 2)
+        figure.add_trace(go.Scatter(x=xs, y=[e.low for e in band], mode="lines", line_shape="hv", line=dict(width=0),
+                                    fill="tonexty", fillcolor="rgba(76,120,168,0.2)", name="95% band",
+                                    hoverinfo="skip"), 1, 2)
         ticks = [t for t in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000) if t <= 2 * pixels[-1]]
         figure.update_xaxes(type="log" if pixels[-1] > 50 else "linear", title_text="pixels changed",
                             tickvals=ticks if pixels[-1] > 50 else None, row=1, col=2)
@@ -41,6 +50,24 @@ def pixels_figure(report: AuditReport) -> go.Figure:
         figure.update_yaxes(dtick=1, row=1, col=1)  # no "0.2 images" ticks on a small audit
     figure.update_yaxes(range=[0, 1.05], tickformat=".0%", row=1, col=2)
     figure.update_layout(height=380, showlegend=False, margin=dict(l=40, r=20, t=50, b=40), font=dict(size=15))
+    return figure
+
+
+def paired_figure(comparison: Comparison, a: str, b: str) -> go.Figure:
+    """Pixels to flip each image on model ``a`` (x) and ``b`` (y), images both fooled; the diagonal = equally fragile."""
+    points = paired_points(comparison, a, b)
+    figure = go.Figure()
+    if points:
+        top = max(max(x, y) for _, x, y in points) * 1.5
+        figure.add_trace(go.Scatter(x=[1, top], y=[1, top], mode="lines", line=dict(color="#aaaaaa", dash="dash"),
+                                    name="equally fragile", hoverinfo="skip"))
+        figure.add_trace(go.Scatter(x=[x for _, x, _ in points], y=[y for _, _, y in points], mode="markers",
+                                    marker=dict(size=12, color="#e45756", opacity=0.75), text=[i for i, _, _ in points],
+                                    hovertemplate="%{text}: %{x} vs %{y} px<extra></extra>", name="images"))
+    figure.update_xaxes(type="log", title_text=f"pixels on {a}")
+    figure.update_yaxes(type="log", title_text=f"pixels on {b}")
+    figure.update_layout(height=420, showlegend=False, margin=dict(l=50, r=20, t=50, b=50), font=dict(size=15),
+                         title=f"below the diagonal: {b} needs fewer pixels")
     return figure
 
 
@@ -114,4 +141,4 @@ def rows_table(report: AuditReport) -> list[dict[str, Any]]:
     } for r in sorted(report.rows, key=order)]
 
 
-__all__ = ["class_flow", "flow_figure", "kind_shares", "kinds_figure", "pixels_figure", "rows_table"]
+__all__ = ["paired_figure", "class_flow", "flow_figure", "kind_shares", "kinds_figure", "pixels_figure", "rows_table"]
