@@ -304,3 +304,42 @@ def test_cluster_without_the_weights_says_so_in_one_line(local_ray: None, photos
 
 def _name(record: dict[str, Any]) -> str:
     return record["row"]["image"] if "row" in record else record["image"]
+
+
+class TinySeeded:
+    """A tiny model with its own seed and name, built on each worker: the second model of a comparison."""
+
+    def __init__(self, name: str, seed: int) -> None:
+        self.name, self.seed = name, seed
+
+    def __call__(self, device: str):
+        model = make_tiny_model(seed=self.seed)
+        model.name = self.name
+        return model
+
+
+def test_two_models_local_workers_equal_ray(local_ray: None, photos: Path, tmp_path: Path) -> None:
+    """Issue 26.3 / 28.1: the same rows and the same comparison on 4 photos, local with 2 worker
+    processes or on Ray (one torch thread per attack on both)."""
+    from sparseviz.audit.multi import compare_finished, run_local
+
+    four = tmp_path / "four"
+    four.mkdir()
+    for path in sorted(photos.glob("photo*.png"))[:4]:
+        shutil.copy(path, four / path.name)
+    loaders = {"tiny": TinySeeded("tiny", 0), "tiny_other": TinySeeded("tiny_other", 1)}
+    models = {name: loader("cpu") for name, loader in loaders.items()}
+    local, local_reports = run_local(models, four, out=tmp_path / "local", config=_config(), workers=2)
+    reports = {}
+    for name, loader in loaders.items():
+        reports[name] = run_ray_audit(four, loader, out=tmp_path / "ray" / name, config=_config(),
+                                      settings=RaySettings(batch_size=2))
+        write_audit(reports[name], tmp_path / "ray" / name)
+    on_ray = compare_finished(models, four, reports, tmp_path / "ray")
+    for name in loaders:
+        strip = [{k: v for k, v in r.items() if k not in TIMING} for r in _csv(tmp_path / "local" / name / "audit.csv")]
+        assert strip == [{k: v for k, v in r.items() if k not in TIMING}
+                         for r in _csv(tmp_path / "ray" / name / "audit.csv")]
+        assert local_reports[name].meta["workers"] == 2
+    assert local.rows == on_ray.rows and local.transfer == on_ray.transfer
+    assert (tmp_path / "local" / "comparison.csv").read_bytes() == (tmp_path / "ray" / "comparison.csv").read_bytes()

@@ -45,6 +45,7 @@ from ..views.text import one_line
 from .bench import machine_info
 from ..images import ImageLimits
 from ..models import ImageClassifier, load_model
+from ..models.threads import ATTACK_THREADS
 
 ROWS_FILE = "rows.jsonl"  # one JSON object per image, appended as results arrive
 MODEL_PROBE_SECONDS = 600.0  # a worker that cannot build the model within this is reported, not waited on
@@ -75,7 +76,7 @@ class RaySettings:
     workers: int = 1  # attack actors; each holds one copy of the model
     gpus_per_worker: float = 0.0  # 0 = CPU actors; 1 = one GPU each (the model and the attack run on it)
     cpus_per_worker: float = 1.0  # CPUs Ray reserves per actor
-    threads: int = 1  # torch threads per actor (one per reserved CPU avoids oversubscription)
+    threads: int = ATTACK_THREADS  # torch threads per actor: 1, as the local engine, so both give the same rows
     batch_size: int = 4  # images per attack call; larger batches keep a GPU busy
 
     def __post_init__(self) -> None:
