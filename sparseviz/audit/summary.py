@@ -47,27 +47,31 @@ def summary_table(rows: Sequence[dict[str, Any]]) -> list[list[str]]:
             for name, estimate, kind in summary_estimates(rows)]
 
 
-def survival_estimates(rows: Sequence[dict[str, Any]]) -> list[tuple[str, int, Estimate, Estimate, str]]:
+def survival_estimates(rows: Sequence[dict[str, Any]]) -> list[tuple[str, int, Estimate, Estimate, str, Estimate]]:
     """Per transform: (title, flips checked, share still fooling, share of clean controls still right,
-    the class most flips land in after it)."""
+    the class most flips land in after it, share still fooling among flips whose clean control stays right).
+
+    The last one is the attack's own survival: where the step alone already misleads the model on
+    the clean photo, a "surviving" flip says little about the attack."""
     flips = [r for r in rows if r["success"] == 1 and r.get("survives_jpeg95", "") != ""]
     out = []
     for name, (title, _) in EVERYDAY.items():
         survives = [float(r[f"survives_{name}"]) for r in flips]
         clean = [float(r[f"clean_ok_{name}"]) for r in flips]
         landed = [str(r[f"class_{name}"]) for r in flips if int(r[f"survives_{name}"]) == 1]
-        common = max(set(landed), key=landed.count) if landed else "-"
-        out.append((title, len(flips), share(survives), share(clean), common))
+        common = max(sorted(set(landed)), key=landed.count) if landed else "-"
+        controlled = [float(r[f"survives_{name}"]) for r in flips if int(r[f"clean_ok_{name}"]) == 1]
+        out.append((title, len(flips), share(survives), share(clean), common, share(controlled)))
     return out
 
 
 SURVIVAL_HEADER = ["processing", "flips checked", "still fooled [95% CI]", "clean photo still right [95% CI]",
-                   "most frequent class when it survives"]
+                   "still fooled where the clean photo stays right [95% CI]", "most frequent class when it survives"]
 
 
 def survival_table(rows: Sequence[dict[str, Any]]) -> list[list[Any]]:
-    return [[title, n, fools.percent(), clean.percent(), common]
-            for title, n, fools, clean, common in survival_estimates(rows)]
+    return [[title, n, fools.percent(), clean.percent(), controlled.percent(), common]
+            for title, n, fools, clean, common, controlled in survival_estimates(rows)]
 
 
 __all__ = ["BUDGETS", "ECDF_LABEL", "SURVIVAL_HEADER", "attacked_pixels", "summary_estimates", "summary_table",

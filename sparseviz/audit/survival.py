@@ -20,7 +20,8 @@ from ..models import ImageClassifier
 LIMIT_TEXT = (
     "The attack was made for the exact 8-bit image, with none of these steps in its loop, so a flip is expected "
     "to break under them: a shared, re-saved or re-photographed copy is usually not adversarial any more. "
-    "That is itself a finding. The clean column is the control: the same step applied to the original photo."
+    "That is itself a finding. The clean photo is the control: the same step applied to the original; where the step "
+    "alone already misleads the model on it, a flip that \"survives\" says little about the attack."
 )
 
 
