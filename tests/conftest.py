@@ -111,3 +111,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 # The app's server warm-up (an attack on the real model in a background thread) would slow
 # every AppTest down; tests that want it (the browser test) start the server without this.
 os.environ.setdefault("SPARSEVIZ_NO_WARMUP", "1")
+# AppTest runs the page in this process, where tests register tiny models that a spawned worker
+# process would not know: its jobs run on threads here. Servers the tests start (browser, load)
+# get worker processes, as a class would (sparseviz.app.harness drops this variable).
+os.environ.setdefault("SPARSEVIZ_WORKER_PROCESSES", "0")

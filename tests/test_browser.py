@@ -67,6 +67,7 @@ def server():
     port = _free_port()
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     env.pop("SPARSEVIZ_NO_WARMUP", None)  # the server warms up as it would for a class
+    env.pop("SPARSEVIZ_WORKER_PROCESSES", None)  # and runs its jobs in worker processes
     process = subprocess.Popen(
         [sys.executable, "-m", "sparseviz.cli", "app", "--port", str(port), "--", "--server.address", "127.0.0.1",
          "--server.headless", "true"],

@@ -95,7 +95,7 @@ def test_eight_sessions_share_the_pool_and_each_get_their_result(server):
     assert server.peak_rss_mib() < PEAK_RSS_MIB
     print(f"\n{SESSIONS} sessions: median {statistics.median(r.seconds for r in records):.1f} s to result, "
           f"max {max(r.seconds for r in records):.1f} s, health worst {probe.worst(started):.2f} s, "
-          f"peak RSS {server.peak_rss_mib():.0f} MiB")
+          f"peak RSS {server.peak_rss_mib():.0f} MiB (server) + {server.workers_rss_mib():.0f} MiB (workers, now)")
 
 
 def _wait_for_line(page, pattern: str, deadline: float) -> str:

@@ -20,7 +20,7 @@ from ..audit import session as audit_session
 from ..audit.survival import LIMIT_TEXT
 from ..views import audit_charts
 from ..views.text import one_line
-from . import demo, jobs, settings
+from . import demo, jobs, settings, tasks
 from ..attacks import SparseConfig
 from ..images.folders import LoadedFolder
 from ..models import DEFAULT_MODEL, MODELS, ImageClassifier, ModelError
@@ -78,34 +78,13 @@ def collect() -> audit_inputs.Collected:
 
 def audit_work(model: ImageClassifier, model_name: str, folder: LoadedFolder, collected: audit_inputs.Collected,
                config: SparseConfig, gallery: bool, ray_address: str | None,
-               others: dict[str, tuple[ImageClassifier, LoadedFolder]] | None = None) -> jobs.Work:
-    """The audit as a job on the server's shared pool: progress per image, stops between images
-    (the Ray engine, when chosen, runs to the end). ``others``: models to compare with, each with its
-    own preprocessing of the same files."""
-    others = others or {}
-    total = len(folder.images) * (1 + len(others))
-
-    def work(ctx: jobs.JobContext) -> audit_session.KeptAudit:
-        done: list[str] = []
-
-        def on_step(name: str) -> None:
-            done.append(name)
-            ctx.report(len(done) / total, f"{len(done)}/{total} done (last: {name})")
-
-        models = {model_name: model, **{name: pair[0] for name, pair in others.items()}}
-        folders = {model_name: folder, **{name: pair[1] for name, pair in others.items()}}
-        if ray_address is not None:
-            runs = {name: audit_session.run_on_ray(name, collected, config=config, address=ray_address,
-                                                   on_row=on_step) for name in models}
-            folders = {name: audit_session.flat_names(loaded) for name, loaded in folders.items()}
-        else:
-            runs = {name: audit_session.run_in_memory(models[name], folders[name], config=config, on_step=on_step,
-                                                      should_stop=ctx.should_stop) for name in models}
-        compared = audit_session.compare_runs(models, folders, runs) if others else None
-        return audit_session.keep(runs[model_name], model_name, config, folder, collected, gallery=gallery,
-                                  on_ray=ray_address is not None, shown=SHOWN, compared=compared)
-
-    return work
+               others: dict[str, tuple[ImageClassifier, LoadedFolder]] | None = None) -> jobs.Task:
+    """The audit as a job on the server's shared pool, in a worker process (models go by name): progress
+    per image, stops between images (the Ray engine, when chosen, runs to the end). ``others``:
+    models to compare with, each with its own preprocessing of the same files."""
+    folders = {model_name: folder, **{name: pair[1] for name, pair in (others or {}).items()}}
+    return jobs.Task(tasks.audit, (model_name, str(model.device), folders, collected, config, gallery, ray_address,
+                                   SHOWN))
 
 
 def run_ui(model_name: str, config: SparseConfig, start: bool) -> None:

@@ -55,6 +55,20 @@ class Server:
         status = Path(f"/proc/{self.process.pid}/status").read_text()
         return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
 
+    def workers_rss_mib(self) -> float:
+        """The resident memory of the server's child processes now (its job workers), summed (Linux)."""
+        total = 0
+        for status in Path("/proc").glob("[0-9]*/status"):
+            try:
+                text = status.read_text()
+            except OSError:
+                continue  # a process that ended meanwhile
+            parent = re.search(r"PPid:\s+(\d+)", text)
+            rss = re.search(r"VmRSS:\s+(\d+) kB", text)
+            if parent and rss and int(parent.group(1)) == self.process.pid:
+                total += int(rss.group(1))
+        return total / 1024
+
     def events(self) -> list[dict[str, Any]]:
         if not self.job_log.exists():
             return []
@@ -87,7 +101,8 @@ def serve(env: dict[str, str] | None = None, app: str | Path | None = None,
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="sparseviz-load-") as tmp:
         job_log = Path(tmp) / "jobs.jsonl"
-        full_env = {**os.environ, "SPARSEVIZ_JOB_LOG": str(job_log), **(env or {})}
+        inherited = {k: v for k, v in os.environ.items() if k != "SPARSEVIZ_WORKER_PROCESSES"}  # (tests set it)
+        full_env = {**inherited, "SPARSEVIZ_JOB_LOG": str(job_log), **(env or {})}
         process = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port), "--server.address",
              "127.0.0.1", "--server.headless", "true"],

@@ -7,10 +7,13 @@ first served, and tells each waiting session where it stands. Identical requests
 key: image, model, settings) share one run, in flight or finished, so a class running the
 default demo costs one attack. Jobs are plain callables; the pool never imports the app.
 
-Workers are threads sharing the caller's models (PyTorch releases the GIL in its kernels),
-so there is one model per device however many workers run. Their number comes from
-``SPARSEVIZ_WORKERS`` when set, otherwise one per GPU, or half the CPU cores (at least one)
-on a CPU, where each attack already uses several intra-op threads.
+With ``processes=True`` (the app's pool) each worker is a thread that hands :class:`Task` jobs
+(a module-level function and plain data) to its own worker process (``sparseviz.app.workers``),
+so the attacks' Python loops run outside the server's GIL, each with its own torch thread
+count; progress and stop requests cross over a pipe. Other callables (closures over an
+uploaded model) run on the thread itself, as every job does with ``processes=False``. The
+number of workers comes from ``SPARSEVIZ_WORKERS`` when set, otherwise one per GPU, or half
+the CPU cores (at least one) on a CPU.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from pathlib import Path
 from typing import Any, Callable, Hashable, Mapping
 
 import torch
+
+from .workers import ProcessWorker
 
 WORKERS_ENV = "SPARSEVIZ_WORKERS"
 JOB_LOG_ENV = "SPARSEVIZ_JOB_LOG"  # optional JSON-lines file of job events (load tests, audits of a server)
@@ -68,6 +73,23 @@ class JobContext:
 
 
 Work = Callable[[JobContext], Any]
+
+
+@dataclass(frozen=True)
+class Task:
+    """A job as plain data, so a worker process can run it: ``function(ctx, *args)``.
+
+    ``function`` must be importable by name (module level) and ``args`` picklable (tensors,
+    names, config dataclasses). ``local`` keeps it on the server's thread (e.g. a model that
+    cannot be pickled).
+    """
+
+    function: Callable[..., Any]
+    args: tuple[Any, ...] = ()
+    local: bool = False
+
+    def __call__(self, ctx: JobContext) -> Any:
+        return self.function(ctx, *self.args)
 
 
 @dataclass(eq=False)
@@ -123,7 +145,7 @@ class JobPool:
 
     def __init__(self, workers: int, *, cache_size: int = 64, alive: Callable[[str], bool] | None = None,
                  log_path: str | Path | None = None, history: int = 20,
-                 warmup: Callable[[], None] | None = None) -> None:
+                 warmup: Callable[[], None] | None = None, processes: bool = False, threads: int = 1) -> None:
         if workers < 1:
             raise ValueError(f"a job pool needs at least one worker; got {workers}.")
         self.workers = workers
@@ -144,7 +166,8 @@ class JobPool:
         self._closed = False
         self.counts = {"submitted": 0, "ran": 0, "cache_hits": 0, "joined": 0, "cancelled": 0, "stopped": 0,
                        "failed": 0}
-        self._threads = [threading.Thread(target=self._worker, name=f"sparseviz-job-{i}", daemon=True)
+        self.processes = [ProcessWorker(threads, warmup) for _ in range(workers)] if processes else []
+        self._threads = [threading.Thread(target=self._worker, args=(i,), name=f"sparseviz-job-{i}", daemon=True)
                          for i in range(workers)]
         for thread in self._threads:
             thread.start()
@@ -222,6 +245,8 @@ class JobPool:
             self._lock.notify_all()
         for thread in self._threads:
             thread.join(timeout=30)
+        for process in self.processes:
+            process.close()
 
     # --- internals (call with the lock held) --------------------------------------------------------
 
@@ -310,13 +335,16 @@ class JobPool:
 
     # --- workers ----------------------------------------------------------------------------------
 
-    def _worker(self) -> None:
-        if self._warmup is not None:
+    def _worker(self, index: int) -> None:
+        process = self.processes[index] if self.processes else None
+        if process is None and self._warmup is not None:
             try:
                 self._warmup()
             except Exception:  # noqa: BLE001 - a failed warm-up only means the first job pays the cost
                 pass
         while True:
+            if process is not None:
+                process.start()  # at once, and again after a crash: the next job finds a worker warming up
             with self._lock:
                 self._reap(force=True)
                 while not self._queue and not self._closed:
@@ -332,7 +360,10 @@ class JobPool:
             result, error = None, None
             try:
                 assert job.work is not None
-                result = job.work(JobContext(job, self))
+                if process is not None and isinstance(job.work, Task) and not job.work.local:
+                    result = process.run(job.work, JobContext(job, self))
+                else:
+                    result = job.work(JobContext(job, self))
             except Exception as caught:  # noqa: BLE001 - a failed job is reported to its sessions
                 error = caught
             self._finish(job, result, error)

@@ -4,9 +4,12 @@ Run with ``streamlit run app.py``. The page only draws widgets and results; ever
 comes from one library call (``sparse_attack``, ``pgd``, ``interpret.explain``,
 ``experiments.sparsity_sweep``, ``experiments.transfer``) and every figure from ``views``.
 
-Heavy work (attacks, explanations, PGD, sweeps) runs on one server-wide pool of workers
-(``sparseviz.jobs``; ``SPARSEVIZ_WORKERS`` sets how many): each session sees its place in
-the queue, then a progress bar, and identical requests from any session share one run.
+Heavy work (attacks, explanations, PGD, sweeps) runs on one server-wide pool of worker
+processes (``sparseviz.app.jobs``, the job functions in ``sparseviz.app.tasks``;
+``SPARSEVIZ_WORKERS`` sets how many): each session sees its place in the queue, then a
+progress bar, and identical requests from any session share one run. The default demo and
+the "Try these" presets show a result computed ahead of time (``sparseviz.app.shipped``)
+once it checks out on this server.
 
 Model-file uploads (TorchScript / torch.export) run their author's code, so they are off
 unless the server was started with ``SPARSEVIZ_TRUST_MODEL_UPLOADS=1`` or
@@ -24,8 +27,8 @@ from typing import Any, cast
 import streamlit as st
 import torch
 
-from ..attacks import PGDConfig, SparseConfig, pgd, sparse_attack
-from ..attacks.base import AttackProgress, AttackResult
+from ..attacks import SparseConfig
+from ..attacks.base import AttackResult
 from ..audit import experiments
 from ..explain.proof import VERDICTS
 from ..images import ImageLoadError, LoadedImage, load_upload, to_pil, to_tensor
@@ -35,8 +38,8 @@ from ..models import (
 )
 from ..views import charts
 from ..views.report import attack_report, compare_rows, png_bytes, top_k
-from ..views.text import one_line, progress_line
-from . import demo, jobs, warmup
+from ..views.text import one_line
+from . import demo, jobs, shipped, tasks, warmup
 from . import settings as settings_logic
 from .pool import cached_model, job_pool, pooled, submit_job
 from .settings import Settings
@@ -267,19 +270,18 @@ def how_it_works_ui() -> None:
 # --- running things ---------------------------------------------------------------------------
 
 
-def attack_work(model: ImageClassifier, image: torch.Tensor, label: int, settings: Settings) -> jobs.Work:
+def pool_task(function: Any, model: ImageClassifier, *args: Any) -> jobs.Task:
+    """``function(ctx, model, device, *args)`` as a pool job: a registry model goes by name to a worker
+    process (which loads it once); an uploaded model stays in the server and its job on a thread."""
+    model_id = st.session_state.get("model_id")
+    registry = isinstance(model_id, str) and model_id in MODELS
+    return jobs.Task(function, (model_id if registry else model, str(model.device), *args), local=not registry)
+
+
+def attack_work(model: ImageClassifier, image: torch.Tensor, label: int, settings: Settings) -> jobs.Task:
     """The sparse attack as a pool job: it reports a progress line and stops when asked."""
-    config = settings.config(quick=settings_logic.quick_mode())
-
-    def work(ctx: jobs.JobContext) -> AttackResult:
-        def on_progress(info: AttackProgress) -> None:
-            ctx.report(info.step / max(1, info.total_steps), progress_line(info))
-
-        targets = None if settings.target is None else torch.tensor([model.class_index(settings.target)])
-        return sparse_attack(model, image, torch.tensor([label]), targets=targets, config=config,
-                             progress=on_progress, should_stop=ctx.should_stop)
-
-    return work
+    target = None if settings.target is None else model.class_index(settings.target)
+    return pool_task(tasks.attack, model, image, label, target, settings.config(quick=settings_logic.quick_mode()))
 
 
 def attack_outcome(job: jobs.Job | None) -> str | None:
@@ -301,6 +303,12 @@ def prefetched(image_id: str, model_id: str, settings: Settings) -> AttackResult
     """The server's warm-up result when these are exactly the default photo, model and settings."""
     key = settings_logic.warm_key(image_id, model_id, settings, quick=settings_logic.quick_mode())
     return None if key is None else warmup.prefetched(key)
+
+
+def shipped_result(image_id: str, model_id: str, settings: Settings, device: str) -> AttackResult | None:
+    """The precomputed result when these are exactly a shipped demo's photo, model and settings."""
+    item = shipped.find(image_id, model_id, settings, quick=settings_logic.quick_mode())
+    return None if item is None else shipped.checked(item, cached_model(model_id, device))
 
 
 def run_key(settings: Settings) -> tuple:
@@ -342,6 +350,8 @@ def metrics_ui(result: AttackResult, class_names: list[str]) -> None:
 
 def results_ui(result: AttackResult, model: ImageClassifier, image_name: str, device: str) -> None:
     metrics_ui(result, model.class_names)
+    if (made := shipped.note(result)) is not None:
+        st.caption(made)
     st.plotly_chart(charts.attack_triptych(result.originals[0], result.adversarials[0]), width="stretch",
                     key="triptych")
     if int(result.l0_pixels[0]):
@@ -363,15 +373,9 @@ def results_ui(result: AttackResult, model: ImageClassifier, image_name: str, de
         st.caption("The address bar now holds a link that restores this photo, model and settings.")
 
 
-def explain_work(model: ImageClassifier, result: AttackResult, method: str) -> jobs.Work:
+def explain_work(model: ImageClassifier, result: AttackResult, method: str) -> jobs.Task:
     """The explanation as a pool job: it reports the split's progress."""
-    from ..explain import interpret
-
-    def work(ctx: jobs.JobContext) -> Any:
-        return interpret.explain(model, result, 0, method=method,
-                                 progress=lambda fraction, stage: ctx.report(fraction, f"{stage}: {fraction:.0%}"))
-
-    return work
+    return pool_task(tasks.explain, model, result, method)
 
 
 def explanation_ui(model: ImageClassifier, result: AttackResult, key: tuple) -> None:
@@ -451,9 +455,8 @@ def compare_ui(model: ImageClassifier, result: AttackResult, image: torch.Tensor
     dense = recall("comparisons", key)
     if dense is None:
         clicked = st.button("Run PGD on the same image", key="run_pgd")
-        job = pooled("pgd", key, lambda ctx: pgd(model, image, torch.tensor([label]), targets=result.targets,
-                                                 config=PGDConfig(), should_stop=ctx.should_stop),
-                     st.empty(), "PGD", start=clicked)
+        job = pooled("pgd", key, pool_task(tasks.dense, model, image, label, result.targets), st.empty(), "PGD",
+                     start=clicked)
         if job is not None and job.state == jobs.DONE:
             dense = remember("comparisons", key, job.result)
     if dense is not None:
@@ -475,13 +478,7 @@ def compare_ui(model: ImageClassifier, result: AttackResult, image: torch.Tensor
         clicked = st.button(f"Run the sweep ({len(weights)} attacks)", key="run_sweep")
         target = None if settings.target is None else model.class_index(settings.target)
         config = settings.config(quick=settings_logic.quick_mode(), sparsity_weight=DEFAULTS.sparsity_weight)
-
-        def sweep(ctx: jobs.JobContext) -> list[experiments.SweepPoint]:
-            return experiments.sparsity_sweep(
-                model, image, label, weights, target=target, config=config, should_stop=ctx.should_stop,
-                on_point=lambda i, p: ctx.report((i + 1) / len(weights),
-                                                 f"weight {p.sparsity_weight:g}: {p.pixels} pixels"))
-
+        sweep = pool_task(tasks.sweep, model, image, label, tuple(weights), target, config)
         job = pooled("sweep", sweep_key, sweep, st.empty(), "The sweep", start=clicked)
         if job is not None and job.state == jobs.DONE:
             points = remember("sweeps", sweep_key, job.result)
@@ -572,7 +569,6 @@ def main() -> None:
         st.error(one_line(error))
         return
     st.session_state["image_id"], st.session_state["model_id"] = image_id, model_id
-    job_pool()  # created, its workers warmed up, at the first page load rather than the first click
 
     image = model.preprocess(to_tensor(loaded.image))[None]
     clean = model.predict_proba(image)[0].cpu()
@@ -586,7 +582,9 @@ def main() -> None:
     if isinstance(handoff, AttackResult) and torch.equal(handoff.originals[0], image[0].cpu()):
         remember("results", key, handoff)  # an image opened from the Audit page, with its audit result
         st.session_state["last_key"] = key
-    if submitted and recall("results", key) is None:
+    # the default demo or a preset: computed ahead of time, checked once on this server, shown at once
+    ready = shipped_result(image_id, model_id, settings, device) if recall("results", key) is None else None
+    if submitted and recall("results", key) is None and ready is None:
         with st.spinner("The server started this very attack when it started; taking its result..."):
             warm = prefetched(image_id, model_id, settings)
         if warm is not None:  # the server computed the default flip at start: same settings, same pixels
@@ -596,7 +594,7 @@ def main() -> None:
     if submitted:
         st.query_params.from_dict(settings_logic.query_params(
             image_id, model_name if model_name != USER_MODEL else None, settings))
-        if recall("results", key) is None:
+        if recall("results", key) is None and ready is None:
             submit_job("attack", key, attack_work(model, image, label, settings))  # replaces an unfinished job
         else:
             st.session_state["last_key"] = key
@@ -607,6 +605,8 @@ def main() -> None:
         if job is not None and job.state == jobs.FAILED:
             return
     result = recall("results", key)
+    if result is None:
+        result = ready
     stopped = settings_logic.stopped_result(st.session_state.get("partial"), key, st.session_state.get("last_key"))
     if result is None and stopped is not None:
         result = stopped  # stopped by the user: show the best valid result found so far
@@ -619,6 +619,7 @@ def main() -> None:
                            "press Run attack to run it in full.")
     elif result is None:  # a result for these settings stays shown when the session comes back to them
         status.info(note or "Set the attack in the sidebar and press **Run attack**.")
+        job_pool()  # created now (its workers warming up), not at the first click
         return
     else:
         target = f"target {settings.target}" if settings.target else "untargeted"
@@ -635,6 +636,7 @@ def main() -> None:
         compare_ui(model, result, image, label, key, settings)
     with tab_transfer:
         transfer_ui(model_id, model, result, key, device)
+    job_pool()  # created (its workers warming up) at the first page load, after the page is drawn
 
 
 # --- pages -------------------------------------------------------------------------------------

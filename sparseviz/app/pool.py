@@ -1,4 +1,7 @@
-"""Streamlit wiring of the server-wide job pool (``sparseviz.jobs``), shared by the app's pages.
+"""Streamlit wiring of the server-wide job pool (``sparseviz.app.jobs``), shared by the app's pages.
+
+The pool runs its jobs in worker processes (``sparseviz.app.workers``; ``SPARSEVIZ_WORKER_PROCESSES=0``
+keeps them on threads in the server, ``SPARSEVIZ_WORKER_THREADS`` sets each worker's torch threads).
 
 Every heavy call of a page (attack, explanation, PGD, sweep, audit) goes through
 :func:`pooled`: it queues the work as the session's one job, shows "queued, 3 ahead of you,
@@ -14,7 +17,7 @@ import streamlit as st
 import torch
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from . import jobs
+from . import jobs, tasks, workers
 from ..models import ImageClassifier, load_model
 
 POLL_SECONDS = 0.25  # how often a waiting page refreshes its queue position / progress bar
@@ -27,30 +30,6 @@ def session_alive(session_id: str) -> bool:
     return not Runtime.exists() or bool(Runtime.instance().is_active_session(session_id))
 
 
-def warm_worker() -> None:
-    """First-use costs, paid in each worker before any job: imports (Captum, parts of torch) and a
-    thread's first autograd passes each held the GIL for about a second on a busy 2-core CPU,
-    stalling every page. A throwaway attack, PGD and explanation on a tiny network pay them up front."""
-    from torch import nn
-
-    from ..explain import interpret
-    from ..attacks import SparseConfig, pgd, sparse_attack
-    from ..models import ImageClassifier
-
-    with torch.random.fork_rng():  # fixed tiny weights; the global random state is left as it was
-        torch.manual_seed(0)
-        net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
-                            nn.Linear(16, 3))
-    model = ImageClassifier(net, name="warm-up", class_names=["a", "b", "c"], input_size=16, resize_size=16,
-                            mean=(0.5,) * 3, std=(0.25,) * 3, cam_layer="0")
-    image = torch.linspace(0, 1, 3 * 16 * 16).reshape(1, 3, 16, 16)
-    label = model.predict_proba(image).argmax(1)
-    result = sparse_attack(model, image, label, config=SparseConfig(steps=10))
-    pgd(model, image, label)
-    if bool(result.success[0]):
-        interpret.explain(model, result, 0)
-
-
 @st.cache_resource(show_spinner="Loading model...")
 def cached_model(name: str, device: str) -> ImageClassifier:
     """One model per (name, device) for the whole server, shared read-only by every page and session."""
@@ -61,7 +40,8 @@ def cached_model(name: str, device: str) -> ImageClassifier:
 def job_pool() -> jobs.JobPool:
     """The one pool of this server process: every session's heavy work queues here."""
     return jobs.JobPool(jobs.default_workers(), alive=session_alive, log_path=os.environ.get(jobs.JOB_LOG_ENV),
-                        warmup=warm_worker)
+                        warmup=tasks.warm_worker, processes=workers.use_processes(),
+                        threads=workers.default_threads())
 
 
 def session_id() -> str:

@@ -4,7 +4,8 @@ A classroom demo should show its first flip seconds after the page opens, but th
 attack takes ~12 s on a 2-core CPU. The result is deterministic (same photo, model, settings
 and seed give the same pixels), so the server computes it once in a background thread at
 start and every session's first "Run attack" with the defaults reads it. Any other setting
-runs as usual. Only the defaults are prefetched: the cost is one attack per server start.
+runs as usual. Only the defaults are prefetched: the cost is one attack per server start, or
+one check of the shipped default result (``sparseviz.app.shipped``) when that result holds here.
 """
 
 from __future__ import annotations
@@ -51,6 +52,12 @@ def default_image(model: ImageClassifier, photo: str = DEFAULT_PHOTO) -> torch.T
 
 def _compute(key: WarmKey) -> AttackResult:
     model = load_model(key.model, device=key.device)
+    if key == default_key(key.device):  # the shipped default demo, when it checks out here, saves the attack
+        from . import shipped
+
+        ready = shipped.checked(shipped.all_shipped()[0], model)
+        if ready is not None:
+            return ready
     image = default_image(model, key.photo)
     label = model.predict_proba(image).argmax(1).cpu()
     return sparse_attack(model, image, label, config=key.config)
