@@ -18,10 +18,10 @@ APP = str(Path(__file__).resolve().parent.parent / "app.py")
 STEPS = 40  # fewer than the default so the suite stays quick on a 2-core CPU
 
 
-def _app():
+def _app(timeout: float = 180):
     from streamlit.testing.v1 import AppTest
 
-    return AppTest.from_file(APP, default_timeout=180)
+    return AppTest.from_file(APP, default_timeout=timeout)
 
 
 def _metric(at, label: str) -> str:
@@ -272,7 +272,7 @@ def test_sweep_and_transfer_tabs(real_model):
     """The sweep's weight-1 point is the main run (same steps and seed); transfer fills one row per model."""
     from sparseviz.models import MODELS
 
-    at = _app().run()
+    at = _app(timeout=600).run()  # the sweep is six attacks in one script run: minutes on a busy machine
     at.number_input(key="steps").set_value(STEPS)
     _submit(at)
     assert not at.exception, at.exception
