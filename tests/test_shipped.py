@@ -143,3 +143,9 @@ def test_the_page_shows_the_shipped_default_demo_without_a_click():
     assert str(shown["pixels changed"]) == str(report["l0_pixels"])
     assert any("Precomputed with sparseviz" in c.value for c in at.caption)
     assert "job" not in at.session_state or at.session_state["job"].kind != "attack"  # no attack was queued
+    targeted = next(number for number, preset in enumerate(demo.PRESETS) if preset.target)
+    at.button(key=f"preset_{targeted}").click().run()  # "Try these": the targeted preset, at once too
+    assert not at.exception, at.exception
+    assert any(demo.PRESETS[targeted].target in m.value for m in at.markdown if "sv-headline" in m.value)
+    assert any("Precomputed with sparseviz" in c.value for c in at.caption)
+    assert "job" not in at.session_state or at.session_state["job"].kind != "attack"

@@ -37,7 +37,7 @@ def is_stale(item: shipped.Shipped, fresh: AttackResult) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sparseviz.app.precompute", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="sparseviz.app.precompute", description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="only these demos (default: all): "
                         + ", ".join(item.name for item in shipped.all_shipped()))
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a shipped file is stale")

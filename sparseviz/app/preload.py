@@ -25,6 +25,8 @@ _lock = threading.Lock()
 def _load() -> None:
     started = time.perf_counter()
     from . import main, warmup  # the page's imports (torch, torchvision, plotly): most of the cost
+    import pandas  # noqa: F401 - Streamlit's tables import it at the first dataframe (seconds on a busy CPU)
+    import pyarrow  # noqa: F401
     from .pool import job_pool
 
     future = warmup.start()  # the default model, and its shipped demo checked (or attacked, if that fails)
