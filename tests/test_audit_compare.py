@@ -4,6 +4,8 @@ rows agree. And the local audit's rows do not depend on how many worker processe
 from __future__ import annotations
 
 import csv
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ from sparseviz import cli
 from sparseviz.attacks import SparseConfig
 from sparseviz.audit.compare import ModelAudit, compare, pair_table, paired_points, transfer_table
 from sparseviz.audit.multi import parse_models
-from sparseviz.audit.run import AUDIT_COLUMNS, AuditReport, run_audit
+from sparseviz.audit.run import AUDIT_COLUMNS, AuditReport, AuditWorkerError, run_audit
 from sparseviz.images import save_png
 from sparseviz.images.folders import load_folder
 from sparseviz.models.threads import attack_threads, one_thread
@@ -138,3 +140,18 @@ def test_local_serial_equals_local_parallel(tmp_path: Path) -> None:
         if row["adversarial_png"]:
             assert (tmp_path / "a" / row["adversarial_png"]).read_bytes() == \
                 (tmp_path / "b" / row["adversarial_png"]).read_bytes()
+
+
+def _die(module: object, inputs: object) -> None:
+    """A forward pre-hook that kills its process, as the out-of-memory killer would."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@pytest.mark.slow  # spawns worker processes
+def test_a_dead_worker_is_one_line(tmp_path: Path) -> None:
+    model = make_tiny_model()
+    model.register_forward_pre_hook(_die)
+    _photos(tmp_path / "in", 2)
+    with pytest.raises(AuditWorkerError, match="a worker process died while attacking p[01].png"):
+        run_audit(model, load_folder(tmp_path / "in", model), out=tmp_path / "out", config=SparseConfig(steps=5),
+                  workers=2)

@@ -19,6 +19,7 @@ import statistics
 import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -198,6 +199,10 @@ def default_workers() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+class AuditWorkerError(ValueError):
+    """A local worker process died (killed, out of memory): one line for the user, not a traceback."""
+
+
 _WORKER: dict[str, Any] = {}  # in a worker process: the model and settings, loaded once
 
 
@@ -287,7 +292,12 @@ def _parallel(model: ImageClassifier, folder: LoadedFolder, out: str | Path, att
                 break
             finished = next(iter(_first_done(running)))
             name = running.pop(finished)
-            for audited in finished.result():
+            try:
+                audited_rows = finished.result()
+            except BrokenProcessPool:
+                raise AuditWorkerError(f"a worker process died while attacking {name} (out of memory?); "
+                                       f"{len(rows)} images were done. Try fewer --workers.") from None
+            for audited in audited_rows:
                 write_files(out, audited.files)
                 rows.append(audited.row)
             if on_step is not None:
