@@ -49,6 +49,14 @@ class Server:
     url: str
     process: subprocess.Popen
     job_log: Path
+    lines: list[str] = field(default_factory=list)  # its console so far (read by a thread, so the pipe never fills)
+
+    def output(self) -> list[str]:
+        return list(self.lines)
+
+    def _read(self) -> None:
+        for line in self.process.stdout or ():
+            self.lines.append(line.rstrip("\n"))
 
     def peak_rss_mib(self) -> float:
         """The server process's peak resident memory so far (Linux VmHWM)."""
@@ -109,11 +117,13 @@ def serve(env: dict[str, str] | None = None, app: str | Path | None = None,
             cwd=APP_DIR if app is None else script.parent, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         server = Server(f"http://127.0.0.1:{port}", process, job_log)
+        threading.Thread(target=server._read, name="sparseviz-server-console", daemon=True).start()
         try:
             deadline = time.monotonic() + start_timeout
             while True:
                 if process.poll() is not None:
-                    raise RuntimeError(f"streamlit exited with {process.returncode}: {process.stdout.read()[-2000:]}")  # type: ignore[union-attr]
+                    process.wait()
+                    raise RuntimeError(f"streamlit exited with {process.returncode}: {' '.join(server.lines)[-2000:]}")
                 try:
                     health_seconds(server.url, timeout=2)
                     break
