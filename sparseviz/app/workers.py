@@ -190,6 +190,8 @@ class ProcessWorker:
             alive = self._process is not None and self._process.is_alive()
             if alive and (started is None or time.monotonic() - started < START_SECONDS):
                 return None
+        if self._process is not None:
+            self._process.join(timeout=5)  # its pipe closes a moment before it can be reaped: wait for the exit code
         code = None if self._process is None else self._process.exitcode
         self._discard()
         raise WorkerCrashed(f"its worker process stopped unexpectedly (exit code {code}); a new worker replaces it, "
