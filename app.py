@@ -9,7 +9,7 @@ script (Streamlit's AppTest), it draws the page.
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-if get_script_run_ctx() is None:  # imported by `streamlit run app.py`: the server and its start-up
+if get_script_run_ctx() is None and hasattr(st, "App"):  # imported by `streamlit run app.py` (Streamlit 1.5x+ App)
     from sparseviz.app.preload import ENTRY, lifespan
 
     app = st.App(ENTRY, lifespan=lifespan)
