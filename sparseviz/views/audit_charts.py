@@ -64,8 +64,8 @@ def paired_figure(comparison: Comparison, a: str, b: str) -> go.Figure:
         figure.add_trace(go.Scatter(x=[x for _, x, _ in points], y=[y for _, _, y in points], mode="markers",
                                     marker=dict(size=12, color="#e45756", opacity=0.75), text=[i for i, _, _ in points],
                                     hovertemplate="%{text}: %{x} vs %{y} px<extra></extra>", name="images"))
-    figure.update_xaxes(type="log", title_text=f"pixels on {a}")
-    figure.update_yaxes(type="log", title_text=f"pixels on {b}")
+    figure.update_xaxes(type="log", dtick=1, title_text=f"pixels on {a}")  # dtick 1: ticks at 1, 10, 100 only
+    figure.update_yaxes(type="log", dtick=1, title_text=f"pixels on {b}")
     figure.update_layout(height=420, showlegend=False, margin=dict(l=50, r=20, t=50, b=50), font=dict(size=15),
                          title=f"below the diagonal: {b} needs fewer pixels")
     return figure
