@@ -31,7 +31,7 @@ from typing import Any, Callable, Hashable, Mapping
 
 import torch
 
-from .workers import ProcessWorker
+from .workers import ProcessWorker, positive_count
 
 WORKERS_ENV = "SPARSEVIZ_WORKERS"
 JOB_LOG_ENV = "SPARSEVIZ_JOB_LOG"  # optional JSON-lines file of job events (load tests, audits of a server)
@@ -42,14 +42,8 @@ FINISHED = frozenset({DONE, STOPPED, CANCELLED, FAILED})
 
 def default_workers(env: Mapping[str, str] | None = None) -> int:
     """Workers for this machine: ``SPARSEVIZ_WORKERS`` if set, else 1 per GPU, else cores // 2 (at least 1)."""
-    text = (os.environ if env is None else env).get(WORKERS_ENV, "").strip()
-    if text:
-        try:
-            count = int(text)
-        except ValueError:
-            raise ValueError(f"{WORKERS_ENV} must be a whole number of workers (1 or more); got {text!r}.") from None
-        if count < 1:
-            raise ValueError(f"{WORKERS_ENV} must be 1 or more; got {count}.")
+    count = positive_count(WORKERS_ENV, env)
+    if count is not None:
         return count
     if torch.cuda.is_available():
         return torch.cuda.device_count()

@@ -22,6 +22,7 @@ import os
 import pickle
 import time
 from multiprocessing.connection import Connection
+from collections.abc import Mapping
 from typing import Any, Callable, Protocol
 
 from ..models.threads import ATTACK_THREADS
@@ -47,19 +48,25 @@ class WorkerCrashed(RuntimeError):
     """The worker process ended while running a job."""
 
 
-def default_threads(env: dict[str, str] | None = None) -> int:
+def positive_count(name: str, env: Mapping[str, str] | None = None) -> int | None:
+    """The whole number >= 1 in environment variable ``name`` (None when unset); a one-line error otherwise."""
+    text = (os.environ if env is None else env).get(name, "").strip()
+    if not text:
+        return None
+    try:
+        count = int(text)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number (1 or more); got {text!r}.") from None
+    if count < 1:
+        raise ValueError(f"{name} must be 1 or more; got {count}.")
+    return count
+
+
+def default_threads(env: Mapping[str, str] | None = None) -> int:
     """Torch threads per worker: ``SPARSEVIZ_WORKER_THREADS`` if set, else ``models.threads.ATTACK_THREADS`` (1),
     so the app's results equal the local audit's and the Ray workers'."""
-    text = (os.environ if env is None else env).get(THREADS_ENV, "").strip()
-    if not text:
-        return ATTACK_THREADS
-    try:
-        threads = int(text)
-    except ValueError:
-        raise ValueError(f"{THREADS_ENV} must be a whole number of threads (1 or more); got {text!r}.") from None
-    if threads < 1:
-        raise ValueError(f"{THREADS_ENV} must be 1 or more; got {threads}.")
-    return threads
+    threads = positive_count(THREADS_ENV, env)
+    return ATTACK_THREADS if threads is None else threads
 
 
 def use_processes(env: dict[str, str] | None = None) -> bool:
