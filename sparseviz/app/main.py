@@ -98,7 +98,7 @@ def image_ui() -> tuple[str, LoadedImage] | None:
         wanted = query_default("image", str, DEFAULT_IMAGE)
         index = names.index(wanted) if wanted in names else (names.index(DEFAULT_IMAGE) if DEFAULT_IMAGE in names else 0)
         name = st.sidebar.selectbox("bundled photo", names, index=index, key="bundled")
-        st.sidebar.caption("Real photos with their licences: assets/ATTRIBUTION.md")
+        st.sidebar.caption("Real photos with their licences: sparseviz/assets/ATTRIBUTION.md")
         try:
             return f"bundled:{name}", load_bundled(name)
         except ImageLoadError as error:
