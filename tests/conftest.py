@@ -48,6 +48,22 @@ def make_tiny_model(seed: int = 0, num_classes: int = 10) -> ImageClassifier:
     )
 
 
+def patch_tiny_registry(monkeypatch: pytest.MonkeyPatch, target: str) -> dict[str, ImageClassifier]:
+    """Make ``target`` (a module's ``load_model``) answer with two tiny models, "tiny" and "tiny_other"
+    (no weights, milliseconds per call); other names raise as an unknown model does."""
+    first, second = make_tiny_model(seed=0), make_tiny_model(seed=1)
+    second.name = "tiny_other"
+    registry = {"tiny": first, "tiny_other": second}
+
+    def fake_load(name: str, **_: object) -> ImageClassifier:
+        if name not in registry:
+            raise ValueError(f"unknown model {name!r}")
+        return registry[name]
+
+    monkeypatch.setattr(target, fake_load)
+    return registry
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Tiny convolutions on a shared 2-core machine run ~50x faster on one thread; restored afterwards."""

@@ -19,24 +19,14 @@ from sparseviz.audit.run import AUDIT_COLUMNS, AuditReport, AuditWorkerError, ru
 from sparseviz.images import save_png
 from sparseviz.images.folders import load_folder
 from sparseviz.models.threads import attack_threads, one_thread
-from tests.conftest import make_tiny_model
+from tests.conftest import make_tiny_model, patch_tiny_registry
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture()
 def models(monkeypatch: pytest.MonkeyPatch) -> dict:
-    first, second = make_tiny_model(seed=0), make_tiny_model(seed=1)
-    second.name = "tiny_other"
-    registry = {"tiny": first, "tiny_other": second}
-
-    def fake_load(name: str, **_: object):
-        if name not in registry:
-            raise ValueError(f"unknown model {name!r}")
-        return registry[name]
-
-    monkeypatch.setattr("sparseviz.commands.audit.load_model", fake_load)
-    return registry
+    return patch_tiny_registry(monkeypatch, "sparseviz.commands.audit.load_model")
 
 
 def _photos(folder: Path, count: int) -> None:

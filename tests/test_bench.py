@@ -15,7 +15,7 @@ from sparseviz.audit.bench import (
 )
 from sparseviz.images import load_image, save_png, to_tensor
 from sparseviz.images.folders import load_folder
-from tests.conftest import make_tiny_model
+from tests.conftest import patch_tiny_registry
 
 FAST_SETTINGS = [
     "--set", "sparsefool.max_iter=5", "--set", "pgd0.steps=5", "--set", "sparse_rs.queries=30",
@@ -29,17 +29,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture()
 def models(monkeypatch: pytest.MonkeyPatch):
     """`load_model` in the bench command answers with tiny models (no weights, milliseconds per call)."""
-    source, other = make_tiny_model(seed=0), make_tiny_model(seed=1)
-    other.name = "tiny_other"
-    registry = {"tiny": source, "tiny_other": other}
-
-    def fake_load(name: str, **_: object):
-        if name not in registry:
-            raise ValueError(f"unknown model {name!r}")
-        return registry[name]
-
-    monkeypatch.setattr("sparseviz.commands.bench.load_model", fake_load)
-    return registry
+    return patch_tiny_registry(monkeypatch, "sparseviz.commands.bench.load_model")
 
 
 def _photos(folder: Path, count: int = 2) -> None:
