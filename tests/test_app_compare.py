@@ -35,7 +35,8 @@ def two_tiny(monkeypatch, one_torch_thread):
         monkeypatch.setitem(MODELS, name, spec)
 
 
-def test_page_comparison_matches_the_cli(two_tiny, tmp_path):
+def _audit_on_page(compare_with: list[str] | None = None):
+    """The Audit page after auditing PHOTOS with "tiny" (15 steps), compared with ``compare_with`` if given."""
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(APP, default_timeout=180)
@@ -44,8 +45,14 @@ def test_page_comparison_matches_the_cli(two_tiny, tmp_path):
     at.selectbox(key="audit_model").set_value("tiny")
     at.number_input(key="audit_steps").set_value(15)
     at.multiselect(key="audit_gallery").set_value(PHOTOS)
-    at.multiselect(key="audit_compare").set_value(["tiny_other"])
+    if compare_with:
+        at.multiselect(key="audit_compare").set_value(compare_with)
     at.button(key="run_audit").click().run()
+    return at
+
+
+def test_page_comparison_matches_the_cli(two_tiny, tmp_path):
+    at = _audit_on_page(compare_with=["tiny_other"])
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     compared = at.session_state["audit_run"].compared
@@ -76,18 +83,10 @@ def test_page_comparison_matches_the_cli(two_tiny, tmp_path):
 
 def test_single_view_shows_does_it_survive(two_tiny):
     """An audited flip opened in the single-image view gets the survival panel: the library's answer, shown."""
-    from streamlit.testing.v1 import AppTest
-
     from sparseviz.audit.survival import survival
     from sparseviz.images import load_image, to_tensor
 
-    at = AppTest.from_file(APP, default_timeout=180)
-    at.run()
-    at.switch_page("sparseviz/app/pages/audit.py").run()
-    at.selectbox(key="audit_model").set_value("tiny")
-    at.number_input(key="audit_steps").set_value(15)
-    at.multiselect(key="audit_gallery").set_value(PHOTOS)
-    at.button(key="run_audit").click().run()
+    at = _audit_on_page()
     assert not at.exception, at.exception
     kept = at.session_state["audit_run"]
     row = sorted(kept.run.report.flipped, key=lambda r: (r["pixels"], r["image"]))[0]
