@@ -357,3 +357,63 @@ def test_auto_takes_exact_shapley_for_few_pixels_and_ig_above():
     model, clean, adv = interaction_case()  # 6 changed pixels
     assert split(model, clean, adv, 0, 1).method == "shapley_exact"
     assert split(model, clean, adv, 0, 1, config=SplitConfig(auto_exact_pixels=5)).method == "integrated_gradients"
+
+
+# ------------------------------------------------------------------ large attacks, balanced labels
+
+
+def many_pixel_case(count: int = 40):
+    """``count`` red pixels, each adding a different amount of adversarial evidence: an additive, monotone game."""
+    spots = [(i // SIZE, i % SIZE) for i in range(count)]
+    weights = torch.linspace(1.0, 0.1, count)
+
+    def adv_fn(x: torch.Tensor) -> torch.Tensor:
+        return (torch.stack([red(x, y, c) for y, c in spots], dim=1) * weights).sum(1) - 0.5 * float(weights.sum())
+
+    model = wrap(Game(lambda x: torch.zeros(len(x)), adv_fn))
+    clean = torch.zeros(3, SIZE, SIZE)
+    adv = clean.clone()
+    for y, c in spots:
+        adv[0, y, c] = 1.0
+    return model, clean, adv, weights
+
+
+def test_large_attack_pastes_only_the_strongest_pixels_alone_and_finds_the_smallest_prefix():
+    from sparseviz.explain.proof import SINGLES_MAX_PIXELS
+
+    model, clean, adv, weights = many_pixel_case(40)
+    c = split(model, clean, adv, 0, 1)
+    game = PixelGame(model, clean, adv, torch.from_numpy(c.ys), torch.from_numpy(c.xs), (0, 1))
+    _, joint = prove(game, c, c.labels())
+    assert joint.singles_measured == SINGLES_MAX_PIXELS < joint.pixels == 40
+    measured = ~np.isnan(joint.single_shares)
+    assert measured.sum() == SINGLES_MAX_PIXELS
+    # the measured ones are the strongest: every measured pixel adds more than every unmeasured one
+    assert c.leading[measured].min() > c.leading[~measured].max()
+    np.testing.assert_allclose(joint.best_single_share, float(weights.max() / weights.sum()), rtol=1e-3)
+    # the game is additive and monotone: brute force over prefixes of the strongest pixels gives the answer
+    margin_needed = 0.5 * float(weights.sum()) + 0.0
+    cumulative = np.cumsum(np.sort(weights.numpy())[::-1])
+    assert joint.smallest_flipping_set == int(np.argmax(cumulative > margin_needed)) + 1
+    text = sentence(c, c.labels(), joint, "true", "adv", (SIZE, SIZE))
+    assert "of the strongest 32" in text and f"the top {joint.smallest_flipping_set} together flip it" in text
+
+
+def test_balanced_labels_move_the_big_groups_side_effects_into_both():
+    from sparseviz.explain.contributions import balanced_ratio, label_pixels, predicted_slack
+
+    # 3 pixels that mostly hide the true class, 20 that mostly add the adversarial one but each also hides
+    # a little: at ratio 1.5 the 20 "leading" pixels together hide more than the 3 "obscuring" ones.
+    obscuring = np.array([1.0, 1.0, 1.0] + [0.3] * 10 + [0.1] * 10)
+    leading = np.array([0.1, 0.1, 0.1] + [0.5] * 10 + [1.0] * 10)
+    plain = label_pixels(obscuring, leading)
+    assert plain == ["obscuring"] * 3 + ["leading"] * 20
+    assert predicted_slack(obscuring, leading, plain)[0] < 0  # the contributions predict the test to fail
+    ratio = balanced_ratio(obscuring, leading, 1.5, 0.1)
+    balanced = label_pixels(obscuring, leading, ratio=ratio)
+    assert balanced == ["obscuring"] * 3 + ["both"] * 10 + ["leading"] * 10  # only the least one-sided moved
+    assert min(predicted_slack(obscuring, leading, balanced)) > 0.1
+    # an image the plain rule already splits well keeps its labels
+    assert balanced_ratio(np.array([1.0, 0.1]), np.array([0.1, 1.0]), 1.5, 0.1) == 1.5
+    with pytest.raises(ValueError, match="balance"):
+        SplitConfig(balance=2.0)

@@ -162,7 +162,7 @@ class Explanation:
                 "label": label_rule(s),
                 "holds": "obscuring(+both) group lowers true-class evidence more than the leading(+both) group, "
                          "and the leading group raises adversarial evidence more than the obscuring group; a tie "
-                         "does not hold; verdict 'inseparable': no two groups of these pixels pass (<= 6 px)",
+                         "does not hold; verdict 'inseparable': no two groups of these pixels pass (<= 8 px)",
                 "agreement": "mean Spearman correlation over changed pixels: map(clean, true) vs obscuring, "
                              "map(adv, adv) vs leading",
             },
@@ -363,7 +363,7 @@ def _explain(model: ImageClassifier, result: AttackResult, index: int, method: s
     maps: dict[tuple[str, str], np.ndarray] = {}
     with model_lock(model), EvalMode(model):
         contributions = split(model, clean, adv, y, a, config=config.split, progress=progress)
-        labels = contributions.labels(config.split.label_ratio, config.split.floor, config.split.label_scale)
+        labels = contributions.labels_for(config.split)
         game = PixelGame(model, clean, adv, torch.from_numpy(contributions.ys), torch.from_numpy(contributions.xs),
                          (y, a), config.split.batch_size)
         ablation, joint = prove(game, contributions, labels, target=target)
