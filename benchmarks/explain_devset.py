@@ -11,7 +11,7 @@ explanation (``sparseviz explain``'s split, labels and group ablation, plus the 
 Grad-CAM maps the Why tab draws), its verdict (holds / inseparable / fails), the share of
 changed pixels labelled "neither", seconds for the split + proof and for the whole
 explanation, and the process's peak-memory increase over the loaded model (max RSS, so the
-worst explanation so far). One torch thread. Writes ``explain_devset.csv`` and ``.md``.
+worst explanation so far). One torch thread unless --threads. Writes ``explain_devset.csv`` and ``.md``.
 ``--split`` compares other split methods on the same images (the labelling rule is unchanged).
 """
 
@@ -163,9 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=0)
     parser.add_argument("--rules", action="store_true", help="compare labelling rules (one split per photo)")
     parser.add_argument("--ig-steps", type=int, default=16, help="--rules: Integrated Gradients steps of the split")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (the app's workers use 1)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     from sparseviz.models import load_model
 
     model = load_model("efficientnet_lite0", device="cpu")

@@ -124,6 +124,12 @@ def test_pixel_views_accept_dicts_and_dataclasses():
     assert chart.data[1].error_y.visible and "± " in chart.data[0].hovertemplate
     joint = views.joint_action_bars(records)
     assert list(joint.data[0].y) == [0.4, 0.2, 1.0]
+    # a large attack pastes only its strongest pixels alone: the others are "not measured", never 0%
+    records.append(Record(3, 3, (0, 0, 0), (1, 1, 1), "both", alone_share=float("nan")))
+    assert views.pixel_table(records)[2]["alone: share of the flip"] is None
+    joint = views.joint_action_bars(records)
+    assert list(joint.data[0].y) == [0.4, 0.2, 1.0] and list(joint.data[0].x)[-1] == "all 3 together"
+    assert "not measured" in [row[9] for row in views.contribution_chart(records).data[0].customdata]
 
 
 def test_ablation_bars_grouped():

@@ -194,6 +194,12 @@ def _number(value: Any) -> float | None:
     return None if value is None or value != value else round(float(value), 4)
 
 
+def _alone(pixel: Any) -> float | None:
+    """A pixel's share of the flip when pasted alone; None where it was not measured (large attacks
+    paste only their strongest pixels alone: sparseviz.explain.proof.SINGLES_MAX_PIXELS)."""
+    return _number(value_of(pixel, "alone_share", default=None))
+
+
 def pixel_table(pixels: Sequence[Any]) -> list[dict[str, Any]]:
     """One row per changed pixel for st.dataframe: both contributions (with standard errors) and its label."""
     return [{
@@ -206,7 +212,7 @@ def pixel_table(pixels: Sequence[Any]) -> list[dict[str, Any]]:
         "± obscuring": _number(value_of(p, "obscuring_se")),
         "leading (adv-class evidence rise)": _number(value_of(p, "leading")),
         "± leading": _number(value_of(p, "leading_se")),
-        "alone: share of the flip": _number(value_of(p, "alone_share")),
+        "alone: share of the flip": _alone(p),
     } for p in pixels]
 
 
@@ -223,10 +229,10 @@ def contribution_chart(pixels: Sequence[Any], *, max_pixels: int = 60) -> go.Fig
     custom = [[int(value_of(p, "y")), int(value_of(p, "x")), str(tuple(value_of(p, "before"))), str(tuple(value_of(p, "after"))),
                float(value_of(p, "obscuring", default=0.0)), float(value_of(p, "obscuring_se", default=0.0) or 0.0),
                float(value_of(p, "leading", default=0.0)), float(value_of(p, "leading_se", default=0.0) or 0.0),
-               pixel_kind(p), float(value_of(p, "alone_share", default=0.0) or 0.0)] for p in ranked]
+               pixel_kind(p), "not measured" if _alone(p) is None else f"{_alone(p):.0%} of the flip"] for p in ranked]
     hover = ("(y=%{customdata[0]}, x=%{customdata[1]}) %{customdata[8]}<br>colour %{customdata[2]} -> "
              "%{customdata[3]}<br>obscuring %{customdata[4]:.3f} ± %{customdata[5]:.3f}<br>leading "
-             "%{customdata[6]:.3f} ± %{customdata[7]:.3f}<br>alone: %{customdata[9]:.0%} of the flip<extra></extra>")
+             "%{customdata[6]:.3f} ± %{customdata[7]:.3f}<br>alone: %{customdata[9]}<extra></extra>")
     figure = go.Figure()
     for name, key, colour in (("obscuring: true-class evidence drop", "obscuring", KIND_COLOURS["obscuring"]),
                               ("leading: adversarial evidence rise", "leading", KIND_COLOURS["leading"])):
@@ -266,9 +272,10 @@ def ablation_bars(ablation: Sequence[Any]) -> go.Figure:
 
 def joint_action_bars(pixels: Sequence[Any], *, max_pixels: int = 20) -> go.Figure:
     """Each pixel alone vs all of them together, as a share of the flip (the joint-action picture)."""
-    ranked = sorted(pixels, key=lambda p: -float(value_of(p, "alone_share", default=0.0) or 0.0))[:max_pixels]
+    measured = [p for p in pixels if _alone(p) is not None]
+    ranked = sorted(measured, key=lambda p: -(_alone(p) or 0.0))[:max_pixels]
     names = [f"({int(value_of(p, 'y'))},{int(value_of(p, 'x'))})" for p in ranked] + [f"all {len(pixels)} together"]
-    values = [float(value_of(p, "alone_share", default=0.0) or 0.0) for p in ranked] + [1.0]
+    values = [_alone(p) or 0.0 for p in ranked] + [1.0]
     colours = [KIND_COLOURS.get(pixel_kind(p), "#999999") for p in ranked] + ["#333333"]
     figure = go.Figure(go.Bar(x=names, y=values, marker_color=colours, text=[f"{v:.0%}" for v in values],
                               textposition="outside", hovertemplate="%{x}: %{y:.0%} of the flip<extra></extra>"))
