@@ -34,10 +34,40 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def queries_for(scenario: str, sessions: int, steps: int | None) -> list[dict[str, str]]:
+    """``same``: the page as it opens (the shipped demo); ``distinct``: a different photo (then seed) per
+    session; ``mixed``: half ask for the same live attack (chelsea), the other half for distinct ones."""
     extra = {} if steps is None else {"steps": str(steps)}
     if scenario == "same":  # the page as it opens: the default photo and settings
         return [dict(extra) for _ in range(sessions)]
-    return [{"image": PHOTOS[i % len(PHOTOS)], **extra} for i in range(sessions)]
+    if scenario == "mixed":
+        same = (sessions + 1) // 2
+        others = [p for p in PHOTOS if p not in ("chelsea", "coffee")]
+        return ([{"image": "chelsea", **extra} for _ in range(same)]
+                + [{"image": others[i % len(others)], "seed": str(i // len(others)), **extra}
+                   for i in range(sessions - same)])
+    return [{"image": PHOTOS[i % len(PHOTOS)], "seed": str(i // len(PHOTOS)), **extra} for i in range(sessions)]
+
+
+def sequential_seconds(queries: list[dict[str, str]]) -> float:
+    """The distinct attacks of ``queries`` one after another in this process, no server: the baseline."""
+    import time
+
+    import torch
+
+    from sparseviz.attacks.sparse import SparseConfig, sparse_attack
+    from sparseviz.images import load_bundled, to_tensor
+    from sparseviz.models import load_model
+
+    model = load_model("efficientnet_lite0", device="cpu")
+    unique = {tuple(sorted(q.items())): q for q in queries}.values()
+    start = time.perf_counter()
+    for query in unique:
+        image = model.preprocess(to_tensor(load_bundled(query.get("image", "coffee")).image))[None]
+        label = model.predict_proba(image).argmax(dim=1)
+        config = SparseConfig(seed=int(query.get("seed", 0)), **({"steps": int(query["steps"])} if "steps" in query
+                                                                  else {}))
+        sparse_attack(model, image, label, config=config)
+    return time.perf_counter() - start
 
 
 def waiting_summary(records: list[SessionRecord]) -> str:
@@ -57,12 +87,13 @@ def run_row(scenario: str, sessions: int, steps: int | None, env: dict[str, str]
     with serve(env, app=None if app == "app.py" else ROOT / app) as server, HealthProbe(server.url) as probe:
         started, records = drive(server.url, queries_for(scenario, sessions, steps), timeout_s=timeout_s)
         peak = server.peak_rss_mib()
+        workers = server.workers_rss_mib()
         events = server.events()
     times = [r.seconds for r in records if r.seconds is not None]
     return {
         "scenario": scenario, "sessions": sessions, "done": len(times),
         "median_s": statistics.median(times) if times else None, "max_s": max(times) if times else None,
-        "waiting": waiting_summary(records), "peak_rss_mib": peak,
+        "waiting": waiting_summary(records), "peak_rss_mib": peak, "workers_rss_mib": workers,
         "attacks_ran": attacks_ran(events) if events else None, "health_worst_s": probe.worst(started),
         "health_worst_page_loads_s": probe.worst(), "health_median_s": statistics.median(probe.latencies),
         "health_failures": len(probe.failed_at), "exceptions": sum(r.exceptions for r in records),
@@ -72,21 +103,25 @@ def run_row(scenario: str, sessions: int, steps: int | None, env: dict[str, str]
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
-    head = ("| scenario | sessions | got result | median s | max s | attacks ran | peak RSS MiB | worst health s "
-            "| exceptions | what the pages showed while waiting |\n|---|---|---|---|---|---|---|---|---|---|\n")
-    body = "".join(
-        f"| {r['scenario']} | {r['sessions']} | {r['done']}/{r['sessions']} | {r['median_s']:.1f} | {r['max_s']:.1f} "
-        f"| {r['attacks_ran'] if r['attacks_ran'] is not None else 'n/a'} | {r['peak_rss_mib']:.0f} "
-        f"| {r['health_worst_s']:.2f} | {r['exceptions']} | {r['waiting']} |\n"
-        for r in rows
-    )
-    return head + body
+    head = ("| scenario | sessions | got result | median s | max s | no server, one after another s | attacks ran "
+            "| server peak RSS MiB | workers RSS MiB | worst health s | exceptions | what the pages showed while waiting "
+            "|\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+    lines = []
+    for r in rows:
+        sequential = f"{r['sequential_s']:.1f}" if "sequential_s" in r else "-"
+        lines.append(
+            f"| {r['scenario']} | {r['sessions']} | {r['done']}/{r['sessions']} | {r['median_s']:.1f} | {r['max_s']:.1f} "
+            f"| {sequential} | {r['attacks_ran'] if r['attacks_ran'] is not None else 'n/a'} | {r['peak_rss_mib']:.0f} "
+            f"| {r.get('workers_rss_mib', 0):.0f} | {r['health_worst_s']:.2f} | {r['exceptions']} | {r['waiting']} |\n")
+    return head + "".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sessions", type=int, nargs="+", default=[1, 4, 10])
-    parser.add_argument("--scenario", choices=["same", "distinct"], default="same")
+    parser.add_argument("--scenario", choices=["same", "distinct", "mixed"], default="same")
+    parser.add_argument("--sequential", action="store_true",
+                        help="also time each row's distinct attacks one after another with no server (the baseline)")
     parser.add_argument("--steps", type=int, default=None, help="attack steps (default: the app's default)")
     parser.add_argument("--quick", action="store_true", help="start the app with SPARSEVIZ_QUICK=1")
     parser.add_argument("--warmup", action="store_true",
@@ -103,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for sessions in args.sessions:
         row = run_row(args.scenario, sessions, args.steps, env, args.app, args.timeout)
+        if args.sequential:
+            row["sequential_s"] = sequential_seconds(queries_for(args.scenario, sessions, args.steps))
         rows.append(row)
         print(markdown([row]).splitlines()[-1], flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
