@@ -413,6 +413,9 @@ def test_balanced_labels_move_the_big_groups_side_effects_into_both():
     balanced = label_pixels(obscuring, leading, ratio=ratio)
     assert balanced == ["obscuring"] * 3 + ["both"] * 10 + ["leading"] * 10  # only the least one-sided moved
     assert min(predicted_slack(obscuring, leading, balanced)) > 0.1
+    # an obscuring pixel that also leads, and one that does both: every ratio is predicted to fail, so the plain
+    # rule's labels stay (raising the ratio would make both pixels "both": a tie, which never holds)
+    assert balanced_ratio(np.array([1.0, 0.9]), np.array([0.5, 1.0]), 1.5, 0.2) == 1.5
     # an image the plain rule already splits well keeps its labels
     assert balanced_ratio(np.array([1.0, 0.1]), np.array([0.1, 1.0]), 1.5, 0.1) == 1.5
     with pytest.raises(ValueError, match="balance"):

@@ -243,7 +243,8 @@ def predicted_slack(obscuring: np.ndarray, leading: np.ndarray, labels: list[str
 def balanced_ratio(obscuring: np.ndarray, leading: np.ndarray, ratio: float, margin: float, *, floor: float = 0.1,
                    scale: str = "evidence") -> float:
     """The smallest ratio >= ``ratio`` whose labels the contributions predict to pass the ablation
-    test by ``margin`` of each total (when none does, the ratio predicted to come closest).
+    test by ``margin`` of each total (when none does, the one predicted to pass by the most, or
+    ``ratio`` itself when none is predicted to pass).
 
     Why: when one group is much larger, its many small side effects add up and beat the other
     group at its own effect (20 leading pixels, each hiding a little, hide more than 3 obscuring
@@ -261,7 +262,10 @@ def balanced_ratio(obscuring: np.ndarray, leading: np.ndarray, ratio: float, mar
         slack.append(min(predicted_slack(o, l_, label_pixels(o, l_, ratio=candidate, floor=floor, scale=scale))))
         if slack[-1] > margin:
             return candidate
-    return candidates[int(np.argmax(slack))]  # none gets there: the labels predicted to come closest
+    best = int(np.argmax(slack))
+    # none gets there: the labels predicted to pass by the most, if any is predicted to pass at all (turning
+    # every pixel "both" predicts a tie, 0, which never holds); else the plain ratio
+    return candidates[best] if slack[best] > 0 else ratio
 
 
 def label_rule(config: SplitConfig) -> str:
