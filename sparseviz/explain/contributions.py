@@ -203,9 +203,16 @@ class Contributions:
             ratio = balanced_ratio(self.obscuring, self.leading, ratio, balance, floor=floor, scale=scale)
         return label_pixels(self.obscuring, self.leading, ratio=ratio, floor=floor, scale=scale)
 
+    def ratio_for(self, config: SplitConfig) -> float:
+        """The label ratio a config's rule uses on this image (raised from ``label_ratio`` by the balance)."""
+        if config.balance is None:
+            return config.label_ratio
+        return balanced_ratio(self.obscuring, self.leading, config.label_ratio, config.balance, floor=config.floor,
+                              scale=config.label_scale)
+
     def labels_for(self, config: SplitConfig) -> list[str]:
         """The labels under a config's rule (ratio, scale, floor and balance)."""
-        return self.labels(config.label_ratio, config.floor, config.label_scale, config.balance)
+        return self.labels(self.ratio_for(config), config.floor, config.label_scale)
 
 
 def split_label(obscuring: float, leading: float, ratio: float = 1.5) -> str:

@@ -141,6 +141,7 @@ class Explanation:
     split_evaluations: int  # images through the model for contributions + proof (a machine-independent cost)
     warnings: tuple[str, ...]
     config: ExplainConfig = field(default_factory=ExplainConfig)
+    label_ratio: float = 1.5  # the ratio the labels used on this image (config.split.label_ratio, or raised by balance)
 
     def ablation_row(self, group: str) -> GroupRow:
         for row in self.ablation:
@@ -170,8 +171,9 @@ class Explanation:
             "pixels": [p.as_dict() for p in self.pixels],
             "ablation": [dict(row.__dict__) for row in self.ablation],
             "holds": self.holds, "holds_why": self.holds_why, "verdict": self.verdict,
-            "joint": {k: (v.tolist() if isinstance(v, np.ndarray) else list(v) if isinstance(v, tuple) else v)
-                      for k, v in self.joint.__dict__.items()},
+            "joint": {k: ([None if x != x else x for x in v.tolist()] if isinstance(v, np.ndarray)  # NaN: not measured
+                          else list(v) if isinstance(v, tuple) else v) for k, v in self.joint.__dict__.items()},
+            "label_ratio": self.label_ratio,
             "total_drop": self.total_drop, "total_rise": self.total_rise,
             "completeness_error": self.completeness_error,
             "top_k_before": [list(t) for t in self.top_k_before], "top_k_after": [list(t) for t in self.top_k_after],
@@ -363,7 +365,8 @@ def _explain(model: ImageClassifier, result: AttackResult, index: int, method: s
     maps: dict[tuple[str, str], np.ndarray] = {}
     with model_lock(model), EvalMode(model):
         contributions = split(model, clean, adv, y, a, config=config.split, progress=progress)
-        labels = contributions.labels_for(config.split)
+        label_ratio = contributions.ratio_for(config.split)
+        labels = contributions.labels(label_ratio, config.split.floor, config.split.label_scale)
         game = PixelGame(model, clean, adv, torch.from_numpy(contributions.ys), torch.from_numpy(contributions.xs),
                          (y, a), config.split.batch_size)
         ablation, joint = prove(game, contributions, labels, target=target)
@@ -411,6 +414,7 @@ def _explain(model: ImageClassifier, result: AttackResult, index: int, method: s
         counts={kind: labels.count(kind) for kind in KINDS}, agreement=agreement, agreement_parts=parts,
         seconds=time.perf_counter() - start, split_seconds=split_seconds,
         split_evaluations=contributions.evaluations + game.evaluations, warnings=tuple(notes), config=config,
+        label_ratio=label_ratio,
     )
 
 
