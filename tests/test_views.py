@@ -89,7 +89,9 @@ def test_maps_grid_draws_each_map_over_its_photo_with_ring_hover():
     assert len(photos) == 4 and {h.opacity for h in heatmaps} == {0.4}
     # the adversarial panels show the adversarial photo (the changed pixel is white there only)
     assert [int(p.z[1][2][0]) for p in photos] == [0, 0, 255, 255]
-    rings = [t for t in figure.data if t.type == "scatter"]
+    rings = [t for t in figure.data if t.type == "scatter" and t.marker.color != "white"]
+    halos = [t for t in figure.data if t.type == "scatter" and t.marker.color == "white"]
+    assert len(halos) == 4 and all(h.hoverinfo == "skip" for h in halos)  # a halo under each map's rings
     assert "obscuring +0.750, leading -0.125" in rings[0].text[0] and "(255, 255, 255)" in rings[0].text[0]
     with pytest.raises(ValueError, match="opacity"):
         views.maps_grid(maps, 0.0, 1.0, pixels, photos={"clean": clean, "adv": adv}, opacity=1.5)

@@ -407,17 +407,23 @@ def explanation_ui(model: ImageClassifier, result: AttackResult, key: tuple) -> 
         f"true class's evidence (**obscuring**, '{explanation.true_name}') and its part of the rise of the "
         f"adversarial class's evidence (**leading**, '{explanation.adv_name}'). Evidence is the centred logit "
         "z - mean(z), which the softmax does not couple. A pixel is labelled by the part that is at least "
-        f"{explanation.config.split.label_ratio:g}x the other, **both** when neither is, **neither** when both "
-        "work against the flip."
+        f"{explanation.label_ratio:.3g}x the other, **both** when neither is, **neither** when both work against "
+        "the flip." + ("" if explanation.label_ratio <= explanation.config.split.label_ratio else
+                       f" (The usual {explanation.config.split.label_ratio:g}x was raised on this image until the "
+                       "contributions themselves predict the test below to pass: the least one-sided pixels "
+                       "became **both**.)")
     )
     joint = explanation.joint
     columns = st.columns(4)
-    columns[0].metric("best single pixel alone", f"{joint.best_single_share:.0%} of the flip",
-                      help="the pixel pasted alone onto the clean photo, as a share of the whole attack's change of "
+    columns[0].metric("best pixel alone: share of flip", f"{joint.best_single_share:.0%}",
+                      help="the share of the flip the strongest pixel does when pasted alone onto the clean photo: "
+                           "its part of the whole attack's change of "
                            "the margin between the two classes")
     columns[1].metric("smallest set that flips", f"{joint.smallest_flipping_set} of {joint.pixels} px",
                       help="the top pixels by contribution, pasted together onto the clean photo")
-    columns[2].metric("split holds on this image", VERDICTS[explanation.verdict], help=explanation.holds_why)
+    short = {"holds": "yes", "fails": "no", "inseparable": "can't split"}[explanation.verdict]  # fits a quarter row
+    columns[2].metric("split holds on this image", short,
+                      help=f"{VERDICTS[explanation.verdict]}: {explanation.holds_why}")
     columns[3].metric("maps agree with the causes", "n/a" if explanation.agreement is None
                       else f"{explanation.agreement:+.2f}",
                       help="Spearman rank correlation over the changed pixels between the maps and the measured "

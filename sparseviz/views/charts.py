@@ -149,6 +149,11 @@ def maps_grid(maps: Mapping[tuple[str, str], np.ndarray], vmin: float, vmax: flo
             colorbar=dict(title=dict(text="shared scale", side="right")),
             hovertemplate="(y=%{y}, x=%{x}) %{z:.3g}<extra></extra>",
         ), row=row + 1, col=col + 1)
+        if pixels:  # a white halo under every ring: red and magenta rings stay visible on Inferno's reds
+            figure.add_trace(go.Scatter(
+                x=[int(value_of(p, "x")) for p in pixels], y=[int(value_of(p, "y")) for p in pixels], mode="markers",
+                showlegend=False, hoverinfo="skip", marker=dict(symbol="circle-open", size=12, color="white",
+                                                                line=dict(width=4))), row=row + 1, col=col + 1)
         for kind, colour in KIND_COLOURS.items():
             members = [p for p in pixels if pixel_kind(p) == kind]
             if members:
