@@ -55,7 +55,8 @@ def sequential_seconds(queries: list[dict[str, str]]) -> float:
     import torch
 
     from sparseviz.attacks.sparse import SparseConfig, sparse_attack
-    from sparseviz.images import load_bundled, to_tensor
+    from sparseviz.images import to_tensor
+    from sparseviz.images.gallery import load_bundled
     from sparseviz.models import load_model
 
     model = load_model("efficientnet_lite0", device="cpu")
