@@ -74,6 +74,19 @@ def test_fifo_order_and_consistent_positions(pool):
     assert pool.stats()["ran"] == 5
 
 
+def test_background_jobs_wait_behind_every_foreground_job(pool):
+    recorder = Recorder()
+    gate = _block_pool(pool, recorder)
+    e1 = pool.submit("s1", "e1", recorder.quick("e1"), kind="explain", background=True)
+    a2 = pool.submit("s2", "a2", recorder.quick("a2"), kind="attack")
+    e3 = pool.submit("s3", "e3", recorder.quick("e3"), kind="explain", background=True)
+    a4 = pool.submit("s4", "a4", recorder.quick("a4"), kind="attack")
+    assert [pool.snapshot(job).ahead for job in (a2, a4, e1, e3)] == [0, 1, 2, 3]
+    recorder.gate.set()
+    _finish(gate, e1, a2, e3, a4)
+    assert recorder.started == ["gate", "a2", "a4", "e1", "e3"]  # attacks first, each kind in its order
+
+
 def test_identical_requests_cost_one_run(pool):
     recorder = Recorder()
     gate = _block_pool(pool, recorder)

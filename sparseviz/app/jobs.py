@@ -101,6 +101,7 @@ class Job:
     error: BaseException | None = None
     progress: tuple[float, str] | None = None
     cached: bool = False  # served from the shared cache without running
+    background: bool = False  # queued behind every foreground job (see JobPool.submit)
     submitted: float = field(default_factory=time.monotonic)
     started: float | None = None
     finished: float | None = None
@@ -168,11 +169,15 @@ class JobPool:
 
     # --- sessions' side ------------------------------------------------------------------------
 
-    def submit(self, owner: str, key: Hashable, work: Work, *, kind: str = "job", label: str = "") -> Job:
+    def submit(self, owner: str, key: Hashable, work: Work, *, kind: str = "job", label: str = "",
+               background: bool = False) -> Job:
         """Ask for ``work``'s result under ``key``; replaces ``owner``'s earlier unfinished job.
 
         Returns at once: a finished job on a cache hit, the identical request already in
-        flight (joined, it runs once), or a new job at the back of the queue.
+        flight (joined, it runs once), or a new job at the back of the queue. A
+        ``background`` job (work a page starts on its own, e.g. the explanation of a result
+        just shown) queues behind every queued foreground job, so a class's attacks are not
+        held up by explanations nobody asked for yet; among themselves both keep their order.
         """
         with self._lock:
             self.counts["submitted"] += 1
@@ -199,8 +204,11 @@ class JobPool:
                 self._log("joined", job)
             else:
                 job = self._new_job(key, kind, label, work)
+                job.background = background
                 job.owners.add(owner)
-                self._queue.append(job)
+                behind = len(self._queue) if background else next(
+                    (i for i, queued in enumerate(self._queue) if queued.background), len(self._queue))
+                self._queue.insert(behind, job)
                 self._pending[key] = job
                 self._log("queued", job)
                 self._lock.notify()

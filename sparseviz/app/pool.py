@@ -85,10 +85,19 @@ def follow(job: jobs.Job, place: Any, what: str) -> bool:
     return True
 
 
+BACKGROUND_KINDS = frozenset({"explain"})  # started by the page itself when a result is shown (the Why tab)
+
+
 def submit_job(kind: str, key: tuple, work: jobs.Work) -> jobs.Job:
-    """Queue ``work`` on the shared pool as this session's one job (replacing its unfinished one)."""
+    """Queue ``work`` on the shared pool as this session's one job (replacing its unfinished one).
+
+    Explanations queue behind every waiting attack (``BACKGROUND_KINDS``): each result page
+    starts one on its own, and with a class on one server they would otherwise double the
+    wait for everyone's first result.
+    """
     job_key = (kind, *key)
-    job = job_pool().submit(session_id(), job_key, work, kind=kind, label=" ".join(map(str, job_key)))
+    job = job_pool().submit(session_id(), job_key, work, kind=kind, label=" ".join(map(str, job_key)),
+                            background=kind in BACKGROUND_KINDS)
     st.session_state["job"] = job
     return job
 
