@@ -99,7 +99,7 @@ def run_row(scenario: str, sessions: int, steps: int | None, env: dict[str, str]
         "health_worst_page_loads_s": probe.worst(), "health_median_s": statistics.median(probe.latencies),
         "health_failures": len(probe.failed_at), "exceptions": sum(r.exceptions for r in records),
         "pixels": sorted({r.pixels for r in records if r.pixels is not None}),
-        "records": [asdict(r) for r in records],
+        "records": [asdict(r) for r in records], "job_events": events, "clicked_at": started,
     }
 
 
@@ -128,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", action="store_true",
                         help="keep the server's start-up prefetch of the default flip (off by default, so the "
                              "pool's own work is measured)")
+    parser.add_argument("--workers", type=int, default=None, help="SPARSEVIZ_WORKERS for the server (default: its own)")
     parser.add_argument("--app", default="app.py", help="the Streamlit script (e.g. an older app.py to compare)")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds each row may take after the clicks")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-out" / "load")
@@ -135,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     if not CHROMIUM.exists():
         print("needs Debian's chromium at /usr/bin/chromium (apt-get install -y chromium)", file=sys.stderr)
         return 2
-    env = {**({"SPARSEVIZ_QUICK": "1"} if args.quick else {}), **({} if args.warmup else {"SPARSEVIZ_NO_WARMUP": "1"})}
+    env = {**({"SPARSEVIZ_QUICK": "1"} if args.quick else {}), **({} if args.warmup else {"SPARSEVIZ_NO_WARMUP": "1"}),
+           **({} if args.workers is None else {"SPARSEVIZ_WORKERS": str(args.workers)})}
     rows = []
     for sessions in args.sessions:
         row = run_row(args.scenario, sessions, args.steps, env, args.app, args.timeout)
