@@ -64,18 +64,24 @@ def band(confidence: float) -> str:
     return "high" if confidence >= 0.8 else "mid" if confidence >= 0.4 else "low"
 
 
-def explain_one(model: Any, photo: Path, adversarial: Path, target: int | None, split_method: str,
-                maps: bool) -> dict[str, Any]:
+def load_pair(model: Any, photo: Path, adversarial: Path, target: int | None) -> Any:
+    """The photo through the model's preprocessing at 8 bits (as bench attacked it) and the saved PNG."""
     from sparseviz.attacks.base import finalize
-    from sparseviz.explain.contributions import SplitConfig
-    from sparseviz.explain.interpret import ExplainConfig, explain, explain_pixels
     from sparseviz.images import load_image, quantize, to_tensor
 
     clean = quantize(model.preprocess(to_tensor(load_image(photo).image))[None])
     adv = to_tensor(load_image(adversarial).image)[None]
     label = int(model.predict_proba(clean).argmax())
-    result = finalize(model, clean, adv, torch.tensor([label]), None if target is None else torch.tensor([target]),
-                      attack="sparse (saved PNG)", model_calls=torch.zeros(1), seconds=0.0, params={})
+    return finalize(model, clean, adv, torch.tensor([label]), None if target is None else torch.tensor([target]),
+                    attack="sparse (saved PNG)", model_calls=torch.zeros(1), seconds=0.0, params={})
+
+
+def explain_one(model: Any, photo: Path, adversarial: Path, target: int | None, split_method: str,
+                maps: bool) -> dict[str, Any]:
+    from sparseviz.explain.contributions import SplitConfig
+    from sparseviz.explain.interpret import ExplainConfig, explain, explain_pixels
+
+    result = load_pair(model, photo, adversarial, target)
     if not bool(result.success[0]):
         return {"verdict": "no longer fools"}
     config = ExplainConfig(split=SplitConfig(method=split_method))
@@ -97,17 +103,11 @@ RULES: dict[str, float | None] = {"ratio 1.5": None, "balanced 0.1": 0.1, "balan
 def compare_rules(model: Any, photo: Path, adversarial: Path, target: int | None, ig_steps: int = 16
                   ) -> list[dict[str, Any]]:
     """One split per photo, then each labelling rule's group ablation (4 forwards a rule, batched)."""
-    from sparseviz.attacks.base import finalize
     from sparseviz.explain.contributions import KINDS, PixelGame, SplitConfig, split
     from sparseviz.explain.hygiene import EvalMode
     from sparseviz.explain.proof import group_ablation, group_masks, separable
-    from sparseviz.images import load_image, quantize, to_tensor
 
-    clean = quantize(model.preprocess(to_tensor(load_image(photo).image))[None])
-    adv = to_tensor(load_image(adversarial).image)[None]
-    label = int(model.predict_proba(clean).argmax())
-    result = finalize(model, clean, adv, torch.tensor([label]), None if target is None else torch.tensor([target]),
-                      attack="sparse (saved PNG)", model_calls=torch.zeros(1), seconds=0.0, params={})
+    result = load_pair(model, photo, adversarial, target)
     if not bool(result.success[0]):
         return []
     c0, a0 = result.originals[0], result.adversarials[0]

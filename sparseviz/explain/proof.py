@@ -209,8 +209,8 @@ def prove(game: PixelGame, contributions: Contributions, labels: list[str], *, t
     """Group ablation and joint action for one image, in batched forward passes.
 
     Each pixel is pasted alone only for the ``SINGLES_MAX_PIXELS`` strongest (by obscuring +
-    leading): on a 150-pixel attack the rest would cost 118 forwards, while a pixel that flips
-    the model alone or carries the largest share is among the strongest.
+    leading): on a 150-pixel attack the rest would cost 118 forwards. The joint action then
+    speaks of those pixels only (``singles_measured``; the sentence says "of the strongest 32").
     """
     k = contributions.k
     y, a = (int(c) for c in game.classes.cpu())
