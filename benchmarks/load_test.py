@@ -24,6 +24,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from sparseviz.app import protocol_client
 from sparseviz.app.harness import (
     AHEAD, CHROMIUM, PHOTOS, HealthProbe, SessionRecord, attacks_ran, drive, serve,
 )
@@ -84,15 +85,16 @@ def waiting_summary(records: list[SessionRecord]) -> str:
 
 
 def run_row(scenario: str, sessions: int, steps: int | None, env: dict[str, str], app: str,
-            timeout_s: float) -> dict[str, Any]:
+            timeout_s: float, clients: str = "browser") -> dict[str, Any]:
+    drive_sessions = protocol_client.drive if clients == "protocol" else drive
     with serve(env, app=None if app == "app.py" else ROOT / app) as server, HealthProbe(server.url) as probe:
-        started, records = drive(server.url, queries_for(scenario, sessions, steps), timeout_s=timeout_s)
+        started, records = drive_sessions(server.url, queries_for(scenario, sessions, steps), timeout_s=timeout_s)
         peak = server.peak_rss_mib()
         workers = server.workers_rss_mib()
         events = server.events()
     times = [r.seconds for r in records if r.seconds is not None]
     return {
-        "scenario": scenario, "sessions": sessions, "done": len(times),
+        "scenario": scenario, "sessions": sessions, "clients": clients, "done": len(times),
         "median_s": statistics.median(times) if times else None, "max_s": max(times) if times else None,
         "waiting": waiting_summary(records), "peak_rss_mib": peak, "workers_rss_mib": workers,
         "attacks_ran": attacks_ran(events) if events else None, "health_worst_s": probe.worst(started),
@@ -104,14 +106,15 @@ def run_row(scenario: str, sessions: int, steps: int | None, env: dict[str, str]
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
-    head = ("| scenario | sessions | got result | median s | max s | no server, one after another s | attacks ran "
+    head = ("| scenario | clients | sessions | got result | median s | max s | no server, one after another s | attacks ran "
             "| server peak RSS MiB | workers RSS MiB | worst health s | exceptions | what the pages showed while waiting "
-            "|\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+            "|\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     lines = []
     for r in rows:
         sequential = f"{r['sequential_s']:.1f}" if "sequential_s" in r else "-"
         lines.append(
-            f"| {r['scenario']} | {r['sessions']} | {r['done']}/{r['sessions']} | {r['median_s']:.1f} | {r['max_s']:.1f} "
+            f"| {r['scenario']} | {r.get('clients', 'browser')} | {r['sessions']} | {r['done']}/{r['sessions']} "
+            f"| {r['median_s']:.1f} | {r['max_s']:.1f} "
             f"| {sequential} | {r['attacks_ran'] if r['attacks_ran'] is not None else 'n/a'} | {r['peak_rss_mib']:.0f} "
             f"| {r.get('workers_rss_mib', 0):.0f} | {r['health_worst_s']:.2f} | {r['exceptions']} | {r['waiting']} |\n")
     return head + "".join(lines)
@@ -129,24 +132,27 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep the server's start-up prefetch of the default flip (off by default, so the "
                              "pool's own work is measured)")
     parser.add_argument("--workers", type=int, default=None, help="SPARSEVIZ_WORKERS for the server (default: its own)")
+    parser.add_argument("--clients", choices=["browser", "protocol"], default="browser",
+                        help="Chromium pages, or script-level sessions speaking Streamlit's websocket protocol "
+                             "(sparseviz/app/protocol_client.py: for more sessions than 2 cores can render)")
     parser.add_argument("--app", default="app.py", help="the Streamlit script (e.g. an older app.py to compare)")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds each row may take after the clicks")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-out" / "load")
     args = parser.parse_args(argv)
-    if not CHROMIUM.exists():
+    if args.clients == "browser" and not CHROMIUM.exists():
         print("needs Debian's chromium at /usr/bin/chromium (apt-get install -y chromium)", file=sys.stderr)
         return 2
     env = {**({"SPARSEVIZ_QUICK": "1"} if args.quick else {}), **({} if args.warmup else {"SPARSEVIZ_NO_WARMUP": "1"}),
            **({} if args.workers is None else {"SPARSEVIZ_WORKERS": str(args.workers)})}
     rows = []
     for sessions in args.sessions:
-        row = run_row(args.scenario, sessions, args.steps, env, args.app, args.timeout)
+        row = run_row(args.scenario, sessions, args.steps, env, args.app, args.timeout, args.clients)
         if args.sequential:
             row["sequential_s"] = sequential_seconds(queries_for(args.scenario, sessions, args.steps))
         rows.append(row)
         print(markdown([row]).splitlines()[-1], flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"load_{args.scenario}{'_quick' if args.quick else ''}{'_warmup' if args.warmup else ''}{'' if args.app == 'app.py' else '_' + Path(args.app).stem}"
+    stem = f"load_{args.scenario}{'_quick' if args.quick else ''}{'_warmup' if args.warmup else ''}{'' if args.app == 'app.py' else '_' + Path(args.app).stem}{'_protocol' if args.clients == 'protocol' else ''}"
     (args.out / f"{stem}.json").write_text(json.dumps(rows, indent=2))
     (args.out / f"{stem}.md").write_text(markdown(rows))
     print(markdown(rows))

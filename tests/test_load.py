@@ -1,4 +1,5 @@
-"""A class on one server: 8 Chromium sessions against `streamlit run app.py`, and Stop on a queued job.
+"""A class on one server: 8 Chromium sessions against `streamlit run app.py`, Stop on a queued job, and
+the script-level sessions (Streamlit's websocket protocol) that the load benchmark uses beyond 6 browsers.
 
 The server runs quick attacks (SPARSEVIZ_QUICK=1, 3 steps, one worker, one torch thread) so
 the test fits the suite. The harness is sparseviz.app.harness; benchmarks/load_test.py uses it to
@@ -40,7 +41,7 @@ def server():
         yield running
 
 
-def _expected_pixels(photos: list[str]) -> dict[str, int]:
+def _expected_pixels(photos: list[str], seed: int = 0) -> dict[str, int]:
     """The same quick attacks run directly in this process (one thread, as the server)."""
     from sparseviz.attacks import SparseConfig, sparse_attack
     from sparseviz.attacks.sparse import QUICK
@@ -52,7 +53,7 @@ def _expected_pixels(photos: list[str]) -> dict[str, int]:
     torch.set_num_threads(1)
     try:
         model = load_model("efficientnet_lite0")
-        config = SparseConfig(steps=STEPS).retuned(**QUICK)
+        config = SparseConfig(steps=STEPS, seed=seed).retuned(**QUICK)
         expected = {}
         for photo in photos:
             image = model.preprocess(to_tensor(load_bundled(photo).image))[None]
@@ -144,3 +145,19 @@ def test_stopped_or_closed_queued_jobs_never_run(server):
     assert _attack_events(server, "coins") == ["queued", "cancelled"]
     assert _attack_events(server, "horse") == ["queued", "cancelled"]
     assert _attack_events(server, "chelsea")[-2:] == ["stopping", "stopped"]
+
+
+def test_protocol_sessions_get_the_same_results_as_the_attack_run_directly(server):
+    """The load benchmark's script-level sessions (``--clients protocol``) are real sessions of the real
+    server: each presses Run attack and reads its own result, and identical requests still share a run."""
+    from sparseviz.app import protocol_client
+
+    photos, seed = ["coins", "rocket"], "5"
+    expected = _expected_pixels(photos, seed=int(seed))
+    queries = [{"image": photos[i % len(photos)], "steps": str(STEPS), "seed": seed} for i in range(4)]
+    started, records = protocol_client.drive(server.url, queries, timeout_s=TIMEOUT_S)
+    for record in records:
+        assert record.seconds is not None, f"{record.query} got no result; it showed {record.lines[-3:]}"
+        assert record.pixels == expected[record.query["image"]], record
+        assert record.exceptions == 0, record
+    assert [_attack_events(server, photo, seed).count("started") for photo in photos] == [1, 1]
