@@ -318,9 +318,32 @@ class TinySeeded:
         return model
 
 
+def _pool_attacks(model, folder: Path, out: Path) -> dict[str, tuple[int, bytes]]:
+    """Each photo of ``folder`` attacked as the app's page does: ``tasks.attack`` on the app's job pool,
+    in its worker process (one torch thread); pixels and the 8-bit PNG per photo name."""
+    from sparseviz.app import jobs, tasks
+    from sparseviz.app.jobs import JobPool, Task
+
+    out.mkdir()
+    pool = JobPool(1, processes=True, threads=1)
+    try:
+        found = {}
+        for item in load_folder(folder, model).images:
+            label = int(model(item.image[None]).argmax(1))
+            job = pool.submit("test", item.name, Task(tasks.attack, (model, "cpu", item.image[None], label, None,
+                                                                     _config())))
+            assert job.wait(120) and job.state == jobs.DONE, job.error
+            save_png(job.result.adversarials[0], out / item.name)
+            found[item.name] = (int(job.result.l0_pixels[0]), (out / item.name).read_bytes())
+        return found
+    finally:
+        pool.close()
+
+
 def test_two_models_local_workers_equal_ray(local_ray: None, photos: Path, tmp_path: Path) -> None:
     """Issue 26.3 / 28.1: the same rows and the same comparison on 4 photos, local with 2 worker
-    processes or on Ray (one torch thread per attack on both)."""
+    processes or on Ray (one torch thread per attack on both), and the same pixels and PNGs from
+    the app's job pool (its worker process, one torch thread)."""
     from sparseviz.audit.multi import compare_finished, run_local
 
     four = tmp_path / "four"
@@ -342,4 +365,11 @@ def test_two_models_local_workers_equal_ray(local_ray: None, photos: Path, tmp_p
                          for r in _csv(tmp_path / "ray" / name / "audit.csv")]
         assert local_reports[name].meta["workers"] == 2
     assert local.rows == on_ray.rows and local.transfer == on_ray.transfer
+    pooled = _pool_attacks(models["tiny"], four, tmp_path / "pool")
+    rows = _csv(tmp_path / "local" / "tiny" / "audit.csv")
+    assert sorted(pooled) == sorted(r["image"] for r in rows) and len(rows) == 4
+    for row in rows:
+        pixels, png = pooled[row["image"]]
+        assert row["success"] == "1" and int(row["pixels"]) == pixels
+        assert (tmp_path / "local" / "tiny" / row["adversarial_png"]).read_bytes() == png
     assert (tmp_path / "local" / "comparison.csv").read_bytes() == (tmp_path / "ray" / "comparison.csv").read_bytes()
