@@ -106,8 +106,9 @@ def run_row(scenario: str, sessions: int, steps: int | None, env: dict[str, str]
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
-    head = ("| scenario | clients | sessions | got result | median s | max s | no server, one after another s | attacks ran "
-            "| server peak RSS MiB | workers RSS MiB | worst health s | exceptions | what the pages showed while waiting "
+    head = ("| scenario | clients | sessions | got result | median s | max s | no server, one after another s "
+            "| attacks ran | server peak RSS MiB | workers RSS MiB | worst health s | exceptions "
+            "| what the pages showed while waiting "
             "|\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     lines = []
     for r in rows:
@@ -152,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         print(markdown([row]).splitlines()[-1], flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"load_{args.scenario}{'_quick' if args.quick else ''}{'_warmup' if args.warmup else ''}{'' if args.app == 'app.py' else '_' + Path(args.app).stem}{'_protocol' if args.clients == 'protocol' else ''}"
+    stem = (f"load_{args.scenario}{'_quick' if args.quick else ''}{'_warmup' if args.warmup else ''}"
+            f"{'' if args.app == 'app.py' else '_' + Path(args.app).stem}{'_protocol' if args.clients == 'protocol' else ''}")
     (args.out / f"{stem}.json").write_text(json.dumps(rows, indent=2))
     (args.out / f"{stem}.md").write_text(markdown(rows))
     print(markdown(rows))
