@@ -155,7 +155,7 @@ def test_protocol_sessions_get_the_same_results_as_the_attack_run_directly(serve
     photos, seed = ["coins", "rocket"], "5"
     expected = _expected_pixels(photos, seed=int(seed))
     queries = [{"image": photos[i % len(photos)], "steps": str(STEPS), "seed": seed} for i in range(4)]
-    started, records = protocol_client.drive(server.url, queries, timeout_s=TIMEOUT_S)
+    _, records = protocol_client.drive(server.url, queries, timeout_s=TIMEOUT_S)
     for record in records:
         assert record.seconds is not None, f"{record.query} got no result; it showed {record.lines[-3:]}"
         assert record.pixels == expected[record.query["image"]], record
