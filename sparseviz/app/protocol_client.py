@@ -115,6 +115,7 @@ async def _drive(url: str, queries: list[dict[str, str]], timeout_s: float) -> t
         if session.button_id is None:
             return
         record.clicked = time.monotonic() - started
+        session.pixels = None  # the result must come from the run the click starts (a shipped demo shows one before)
         await session.rerun(trigger=session.button_id)
         if await session.until(lambda: session.pixels is not None, deadline):
             record.seconds = time.monotonic() - started - record.clicked
