@@ -1,14 +1,15 @@
 """Demo results computed ahead of time and shipped with the bundled photos, re-checked before use.
 
 Why: the default demo's live attack takes 40+ s on a 2-core CPU, so a class's first visitor
-waited that long for its first flip. The default demo and each "Try these" preset are
-deterministic (photo, model, settings, seed, one torch thread), so ``sparseviz.app.precompute``
-runs them once and ships the adversarial image as an 8-bit PNG plus a JSON report under
-``assets/.demo/``. Before one is shown, :func:`verified` classifies the shipped PNG here (one
-forward pass of the clean and the adversarial image): only when it still fools this model into
-the shipped class is it used, and every number shown is recomputed from the PNG (the JSON only
-says how and when it was made). Anything else (a missing or damaged file, another torch
-build that classifies it differently, a changed attack tuning) means the demo runs live.
+waited that long for its first flip. The default demo, each "Try these" preset and every bundled
+photo at the page's defaults are deterministic (photo, model, settings, seed, one torch thread),
+so ``sparseviz.app.precompute`` runs them once and ships the adversarial image as an 8-bit PNG
+plus a JSON report under ``assets/.demo/``. Before one is shown, :func:`verified` classifies the
+shipped PNG here (one forward pass of the clean and the adversarial image): only when it still
+fools this model into the shipped class is it used, and every number shown is recomputed from
+the PNG (the JSON only says how and when it was made). Anything else (a missing or damaged file,
+another torch build that classifies it differently, a changed attack tuning) means the demo
+runs live.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from .. import __version__
 from ..attacks.base import AttackResult, finalize
 from ..attacks.sparse import SparseConfig
 from ..images import to_pil, to_tensor, to_uint8
-from ..images.gallery import ASSETS_DIR, load_bundled
+from ..images.gallery import ASSETS_DIR, bundled_images, load_bundled
 from ..models import DEFAULT_MODEL, ImageClassifier
 from ..models.threads import ATTACK_THREADS
 from ..views.report import attack_report
@@ -71,10 +72,18 @@ def demo_settings(preset: Preset) -> Settings:
     return Settings(preset.sparsity_weight, defaults.steps, defaults.seed, preset.target, "auto")
 
 
+def defaults_presets() -> list[Preset]:
+    """Every bundled photo at the page's defaults: picking a photo in the sidebar and pressing Run
+    attack then answers at once too (a live run of the larger ones takes 10-16 s at one thread)."""
+    return [Preset(f"{photo} at the defaults", "The page's default settings on a bundled photo.", photo)
+            for photo in bundled_images()]
+
+
 def all_shipped() -> list[Shipped]:
-    """Every shipped demo, one per distinct preset run (the default demo is the first preset)."""
+    """Every shipped demo, one per distinct run: the "Try these" presets (the default demo first),
+    then each bundled photo at the defaults."""
     seen: dict[str, Shipped] = {}
-    for preset in PRESETS:
+    for preset in (*PRESETS, *defaults_presets()):
         item = Shipped(preset, demo_settings(preset))
         seen.setdefault(item.name, item)
     return list(seen.values())
@@ -226,5 +235,5 @@ def note(result: AttackResult) -> str | None:
             "machine just now: every number here is measured on that image. Change a setting to run it live.")
 
 
-__all__ = ["DEMO_DIR", "NotUsable", "Shipped", "all_shipped", "checked", "clean_image", "demo_settings", "find", "note",
-           "verified", "write"]
+__all__ = ["DEMO_DIR", "NotUsable", "Shipped", "all_shipped", "checked", "clean_image", "defaults_presets",
+           "demo_settings", "find", "note", "verified", "write"]
