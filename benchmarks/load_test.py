@@ -50,7 +50,8 @@ def queries_for(scenario: str, sessions: int, steps: int | None) -> list[dict[st
         return ([{"image": "chelsea", "seed": "1", **extra} for _ in range(same)]
                 + [{"image": others[i % len(others)], "seed": str(1 + i // len(others)), **extra}
                    for i in range(sessions - same)])
-    return [{"image": PHOTOS[i % len(PHOTOS)], "seed": str(1 + i // len(PHOTOS)), **extra} for i in range(sessions)]
+    return [{"image": PHOTOS[i % len(PHOTOS)], "seed": str(1 + i // len(PHOTOS)), **extra}
+            for i in range(sessions)]
 
 
 def sequential_seconds(queries: list[dict[str, str]]) -> float:
