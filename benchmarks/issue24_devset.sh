@@ -45,8 +45,8 @@ for seed in 1 2; do
     --set sparse.tuning.patience=30 --set sparse.tuning.refine_cycles=8 --set sparse.tuning.swap_calls=600 \
     --set sparse.tuning.swap_rounds=6 --out "$out/long12_s$seed"
 done
-(cd "$here" && "$py" -m sparseviz.cli bench --model efficientnet_lite0 --threads 2 --device cpu --quiet \
-  --images "$dev" --limit 32 --batch-size 32 --attacks sparse --out "$out/b32")   # batch 32 ran at 2 threads
+# batch 32 ran at 2 threads (a later --threads overrides the helper's)
+bench "$here" --images "$dev" --limit 32 --batch-size 32 --threads 2 --attacks sparse --out "$out/b32"
 bench "$base" --images "$dev" --attacks sparse --out "$out/baseline120"
 "$py" benchmarks/ab_trees.py "$base" . --photos "$dev" --limit 12
 "$py" benchmarks/optimality.py "$out/five12/results.csv" long_s1="$out/long12_s1/results.csv" \

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 import urllib.parse
+from collections.abc import Callable
 from typing import Any
 
 from streamlit.proto.BackMsg_pb2 import BackMsg
@@ -55,6 +56,10 @@ class ProtocolSession:
             origin=Origin(f"http://{parts.netloc}"), open_timeout=60, ping_interval=None, close_timeout=1)
         await self.rerun()
 
+    def loaded(self) -> bool:
+        """The first run has drawn the page: its model panel and the Run attack button."""
+        return self.ready and self.button_id is not None
+
     async def rerun(self, trigger: str | None = None) -> None:
         states = WidgetStates(widgets=[WidgetState(id=trigger, trigger_value=True)] if trigger else [])
         message = BackMsg(rerun_script=ClientState(query_string=self.query_string, widget_states=states,
@@ -87,7 +92,8 @@ class ProtocolSession:
         elif kind in ("markdown", "heading", "text") and READY_TEXT in getattr(element, kind).body:
             self.ready = True
 
-    async def until(self, done: Any, deadline: float) -> bool:
+    async def until(self, done: Callable[[], bool], deadline: float) -> bool:
+        """Read messages until ``done()`` holds (True) or ``deadline`` (a time.monotonic() value) passes (False)."""
         while not done():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -105,7 +111,7 @@ async def _drive(url: str, queries: list[dict[str, str]], timeout_s: float) -> t
     deadline = time.monotonic() + timeout_s
     for session in sessions:  # one page load at a time, as a class opening the link
         await session.connect()
-    await asyncio.gather(*(s.until(lambda s=s: s.ready and s.button_id is not None, deadline) for s in sessions))
+    await asyncio.gather(*(s.until(s.loaded, deadline) for s in sessions))
     for session in sessions:
         session.lines.clear()
     started = time.monotonic()
